@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from nibabel.orientations import io_orientation
@@ -208,14 +209,15 @@ class Reorientation:
         """The affine of the reoriented array, given the input's (4, 4) affine."""
         return np.asarray(affine, dtype=np.float64) @ self.voxel_map()
 
-    def apply(self, array: np.ndarray) -> np.ndarray:
-        """Reorient an array whose last three axes are spatial. Returns a view.
+    def apply(self, array: Any) -> Any:
+        """Reorient an array whose last three axes are spatial.
 
         Args:
             array: ``(I, J, K)`` or ``(..., I, J, K)`` array (numpy or torch).
 
         Returns:
-            The reoriented array (a view, no copy).
+            The reoriented array: a numpy view (no copy); for torch, a view unless an
+            axis is flipped (``torch.flip`` copies, torch has no negative strides).
         """
         lead = array.ndim - 3
         if lead < 0 or tuple(array.shape[lead:]) != self.shape:

@@ -5,6 +5,8 @@ Convention: every output voxel centre ``o`` lies at world position
 ``inv(affine) @ target_affine @ o``. Samples that fall outside the input take
 ``fill``; linear interpolation blends towards ``fill`` within one voxel of the
 edge (scipy's ``mode="grid-constant"``, torch's ``padding_mode="zeros"``).
+Cubic B-splines ring: samples up to about a dozen voxels outside the input
+approach ``fill`` rather than equal it, as in scipy.
 
 Interpolation:
 
@@ -45,6 +47,8 @@ Interpolation = Literal["nearest", "linear", "cubic"]
 # Oblique resampling builds a coordinate grid; it is done in slabs of this many
 # output voxels so memory stays bounded for large volumes.
 _SLAB_VOXELS = 1 << 22
+# Entries of the voxel→voxel map this close to an integer are taken as that integer.
+_SNAP = 1e-9
 
 
 def grid_for_spacing(
@@ -105,25 +109,35 @@ def resample(
         (float16 becomes float32) and integer inputs become float32.
     """
     if array.ndim not in (3, 4):
-        raise GeometryError(f"expected a (I, J, K) or (C, I, J, K) array, got shape {tuple(array.shape)}")
+        raise GeometryError(
+            f"expected a (I, J, K) or (C, I, J, K) array, got shape {tuple(array.shape)}"
+        )
     if interpolation not in ("nearest", "linear", "cubic"):
-        raise GeometryError(f"interpolation must be nearest, linear or cubic, got {interpolation!r}")
+        raise GeometryError(
+            f"interpolation must be nearest, linear or cubic, got {interpolation!r}"
+        )
     affine = check_affine(affine)
     target_affine = check_affine(target_affine)
     out_shape = tuple(int(n) for n in target_shape)
     if len(out_shape) != 3 or min(out_shape) < 1:
         raise GeometryError(f"target_shape must be 3 positive sizes, got {tuple(target_shape)}")
-    vox2vox = np.linalg.inv(affine) @ target_affine
+    vox2vox = _snap_to_integers(np.linalg.inv(affine) @ target_affine)
 
     is_torch = type(array).__module__.startswith("torch")
     if interpolation == "cubic":
         return _cubic(array, vox2vox, out_shape, fill, is_torch)
     if device is not None and not is_torch:
         torch = _torch()
-        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)
+        # torch.from_numpy refuses byte-swapped arrays (big-endian NIfTI files).
+        host = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+        tensor = torch.from_numpy(host).to(device)
         out = resample(
-            tensor, affine, target_shape=out_shape, target_affine=target_affine,
-            interpolation=interpolation, fill=fill,
+            tensor,
+            affine,
+            target_shape=out_shape,
+            target_affine=target_affine,
+            interpolation=interpolation,
+            fill=fill,
         )
         return out.cpu().numpy()
     if is_torch and device is not None:
@@ -143,6 +157,17 @@ def resample(
     else:
         out = _oblique_linear_scipy(data, vox2vox, out_shape, fill)
     return out[0] if squeeze else out
+
+
+def _snap_to_integers(vox2vox: np.ndarray) -> np.ndarray:
+    """Round entries within ``_SNAP`` voxels of an integer to it.
+
+    ``inv(affine) @ target_affine`` carries round-off (``1 ± 1e-16``), which would
+    make resampling onto the same grid, a flip or a whole-voxel shift blend
+    neighbours at the 1e-12 level instead of copying voxels exactly.
+    """
+    rounded = np.round(vox2vox)
+    return np.where(np.abs(vox2vox - rounded) <= _SNAP, rounded, vox2vox)
 
 
 def _is_axis_aligned(vox2vox: np.ndarray) -> bool:
@@ -223,7 +248,9 @@ def _broadcast(values: Any, axis: int, ndim: int) -> Any:
     return values.reshape(shape)
 
 
-def _separable_nearest(xp: Any, data: Any, vox2vox: np.ndarray, out_shape: tuple[int, ...], fill: float) -> Any:
+def _separable_nearest(
+    xp: Any, data: Any, vox2vox: np.ndarray, out_shape: tuple[int, ...], fill: float
+) -> Any:
     out = data
     valid = None
     for axis in range(3):
@@ -239,22 +266,46 @@ def _separable_nearest(xp: Any, data: Any, vox2vox: np.ndarray, out_shape: tuple
     return out
 
 
-def _separable_linear(xp: Any, data: Any, vox2vox: np.ndarray, out_shape: tuple[int, ...], fill: float) -> Any:
-    out = data - fill if fill else data
+def _linear_weights(
+    pos: np.ndarray, n_in: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Neighbour indices and weights for 1-D linear interpolation at float64 ``pos``.
+
+    Returns ``(lo, w_lo, w_hi, w_fill)``: the lower neighbour, the weights of the two
+    neighbours (zero where a neighbour lies outside ``0 … n_in - 1``) and the weight
+    left over for ``fill``, which is exactly 0 where both neighbours are inside.
+    """
+    lo = np.floor(pos).astype(np.int64)
+    frac = pos - lo
+    lo_in = (lo >= 0) & (lo < n_in)
+    hi_in = (lo + 1 >= 0) & (lo + 1 < n_in)
+    w_lo = np.where(lo_in, 1.0 - frac, 0.0)
+    w_hi = np.where(hi_in, frac, 0.0)
+    w_fill = np.where(lo_in & hi_in, 0.0, 1.0 - w_lo - w_hi)
+    return lo, w_lo, w_hi, w_fill
+
+
+def _separable_linear(
+    xp: Any, data: Any, vox2vox: np.ndarray, out_shape: tuple[int, ...], fill: float
+) -> Any:
+    # ``fill`` enters as its own weighted term rather than by shifting the data
+    # (``data - fill`` … ``+ fill``): the shift loses every digit of small values
+    # when ``fill`` is large, and breaks exactness on the same grid.
+    out = data
     # Shrink the largest reduction first so later passes touch fewer voxels.
     ratios = [out_shape[a] / data.shape[a + 1] for a in range(3)]
     for axis in sorted(range(3), key=lambda a: ratios[a]):
         n_in = data.shape[axis + 1]
-        pos = _axis_positions(vox2vox, axis, out_shape[axis])
-        lo = np.floor(pos).astype(np.int64)
-        frac = pos - lo
-        w_lo = np.where((lo >= 0) & (lo < n_in), 1.0 - frac, 0.0)
-        w_hi = np.where((lo + 1 >= 0) & (lo + 1 < n_in), frac, 0.0)
+        lo, w_lo, w_hi, w_fill = _linear_weights(
+            _axis_positions(vox2vox, axis, out_shape[axis]), n_in
+        )
         lo_values = xp.take(out, xp.index(np.clip(lo, 0, n_in - 1), out), axis + 1)
         hi_values = xp.take(out, xp.index(np.clip(lo + 1, 0, n_in - 1), out), axis + 1)
         out = lo_values * _broadcast(xp.weights(w_lo, out), axis + 1, 4)
         out += hi_values * _broadcast(xp.weights(w_hi, out), axis + 1, 4)
-    return out + fill if fill else out
+        if fill and w_fill.any():
+            out += fill * _broadcast(xp.weights(w_fill, out), axis + 1, 4)
+    return out
 
 
 def _slabs(out_shape: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -263,32 +314,40 @@ def _slabs(out_shape: tuple[int, ...]) -> list[tuple[int, int]]:
     return [(s, min(s + step, out_shape[0])) for s in range(0, out_shape[0], step)]
 
 
-def _slab_positions(vox2vox: np.ndarray, out_shape: tuple[int, ...], start: int, stop: int) -> np.ndarray:
+def _slab_positions(
+    vox2vox: np.ndarray, out_shape: tuple[int, ...], start: int, stop: int
+) -> np.ndarray:
     """(3, n) float64 input positions of the output voxels in slices start:stop."""
-    grid = np.mgrid[start:stop, 0 : out_shape[1], 0 : out_shape[2]].reshape(3, -1).astype(np.float64)
+    grid = (
+        np.mgrid[start:stop, 0 : out_shape[1], 0 : out_shape[2]].reshape(3, -1).astype(np.float64)
+    )
     return vox2vox[:3, :3] @ grid + vox2vox[:3, 3:4]
 
 
-def _oblique_nearest(xp: Any, data: Any, vox2vox: np.ndarray, out_shape: tuple[int, ...], fill: float) -> Any:
+def _oblique_nearest(
+    xp: Any, data: Any, vox2vox: np.ndarray, out_shape: tuple[int, ...], fill: float
+) -> Any:
     in_shape = np.asarray(data.shape[1:])
     flat = data.reshape(data.shape[0], -1)
     pieces = []
     for start, stop in _slabs(out_shape):
         idx = np.floor(_slab_positions(vox2vox, out_shape, start, stop) + 0.5).astype(np.int64)
-        inside = ((idx >= 0) & (idx < in_shape[:, None])).all(axis=0)
+        inside = np.asarray(((idx >= 0) & (idx < in_shape[:, None])).all(axis=0))
         idx = np.clip(idx, 0, in_shape[:, None] - 1)
         linear = np.ravel_multi_index(tuple(idx), tuple(in_shape))
         values = xp.take(flat, xp.index(linear, flat), 1)
         pieces.append(xp.where(xp.index(inside[None], values), values, xp.full((1,), fill, values)))
-    joined = np.concatenate(pieces, axis=1) if isinstance(flat, np.ndarray) else _torch().cat(pieces, 1)
+    joined = (
+        np.concatenate(pieces, axis=1) if isinstance(flat, np.ndarray) else _torch().cat(pieces, 1)
+    )
     return joined.reshape(data.shape[0], *out_shape)
 
 
-def _oblique_linear_torch(data: Any, vox2vox: np.ndarray, out_shape: tuple[int, ...], fill: float) -> Any:
+def _oblique_linear_torch(
+    data: Any, vox2vox: np.ndarray, out_shape: tuple[int, ...], fill: float
+) -> Any:
     torch = _torch()
     values = data.to(torch.float32) if data.dtype not in (torch.float32, torch.float64) else data
-    if fill:
-        values = values - fill
     sizes = np.asarray(values.shape[1:], dtype=np.float64)
     pieces = []
     for start, stop in _slabs(out_shape):
@@ -301,25 +360,47 @@ def _oblique_linear_torch(data: Any, vox2vox: np.ndarray, out_shape: tuple[int, 
         sampled = torch.nn.functional.grid_sample(
             values[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
-        pieces.append(sampled[0])
-    out = torch.cat(pieces, dim=1)
-    return out + fill if fill else out
+        piece = sampled[0]
+        if fill:
+            # grid_sample pads with zeros; add fill times the weight that fell outside,
+            # computed in float64 (exactly 0 in the interior) as in the separable path.
+            inside = np.ones(pos.shape[1])
+            for axis in range(3):
+                w_fill = _linear_weights(pos[axis], int(sizes[axis]))[3]
+                inside *= 1.0 - w_fill
+            outside = (1.0 - inside).reshape(1, stop - start, out_shape[1], out_shape[2])
+            piece = piece + fill * torch.from_numpy(outside).to(piece.device, piece.dtype)
+        pieces.append(piece)
+    return torch.cat(pieces, dim=1)
 
 
-def _oblique_linear_scipy(data: np.ndarray, vox2vox: np.ndarray, out_shape: tuple[int, ...], fill: float) -> np.ndarray:
+def _oblique_linear_scipy(
+    data: np.ndarray, vox2vox: np.ndarray, out_shape: tuple[int, ...], fill: float
+) -> np.ndarray:
     from scipy import ndimage
 
     dtype = np.float64 if data.dtype == np.float64 else np.float32
+    if data.dtype.kind == "f" and data.dtype not in (np.float32, np.float64):
+        # scipy.ndimage rejects float16 (and other non-native float types).
+        data = data.astype(dtype)
     out = np.empty((data.shape[0], *out_shape), dtype=dtype)
     for c in range(data.shape[0]):
         ndimage.affine_transform(
-            data[c], vox2vox[:3, :3], offset=vox2vox[:3, 3], output_shape=out_shape,
-            output=out[c], order=1, mode="grid-constant", cval=fill,
+            data[c],
+            vox2vox[:3, :3],
+            offset=vox2vox[:3, 3],
+            output_shape=out_shape,
+            output=out[c],
+            order=1,
+            mode="grid-constant",
+            cval=fill,
         )
     return out
 
 
-def _cubic(array: Any, vox2vox: np.ndarray, out_shape: tuple[int, ...], fill: float, is_torch: bool) -> Any:
+def _cubic(
+    array: Any, vox2vox: np.ndarray, out_shape: tuple[int, ...], fill: float, is_torch: bool
+) -> Any:
     from scipy import ndimage
 
     host = array.detach().cpu().numpy() if is_torch else np.asarray(array)
@@ -328,8 +409,14 @@ def _cubic(array: Any, vox2vox: np.ndarray, out_shape: tuple[int, ...], fill: fl
     out = np.empty((data.shape[0], *out_shape), dtype=dtype)
     for c in range(data.shape[0]):
         ndimage.affine_transform(
-            data[c].astype(np.float64, copy=False), vox2vox[:3, :3], offset=vox2vox[:3, 3],
-            output_shape=out_shape, output=out[c], order=3, mode="grid-constant", cval=fill,
+            data[c].astype(np.float64, copy=False),
+            vox2vox[:3, :3],
+            offset=vox2vox[:3, 3],
+            output_shape=out_shape,
+            output=out[c],
+            order=3,
+            mode="grid-constant",
+            cval=fill,
         )
     result = out[0] if host.ndim == 3 else out
     if is_torch:

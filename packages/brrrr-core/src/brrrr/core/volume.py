@@ -87,7 +87,8 @@ class Volume:
     @property
     def affine(self) -> np.ndarray:
         """(4, 4) float64 voxel→world matrix (read-only view)."""
-        return self._affine
+        # A view of a read-only array cannot be made writeable again, unlike the array itself.
+        return self._affine.view()
 
     # -- derived ---------------------------------------------------------------------
     @property
@@ -165,24 +166,37 @@ class Volume:
                 'Volume.to_torch needs torch: pip install "brrrr-core[torch]"'
             ) from None
         array = self._data
-        if any(s < 0 for s in array.strides) or array.dtype.byteorder not in ("=", "|"):
+        # ``isnative``, not ``byteorder == "="``: nibabel spells native order "<" explicitly.
+        if any(s < 0 for s in array.strides) or not array.dtype.isnative:
             array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
         tensor = torch.from_numpy(array)
         return tensor if device is None else tensor.to(device)
 
     def to_nibabel(self) -> nib.Nifti1Image | nib.Nifti2Image:
-        """A nibabel NIfTI image sharing this volume's array (channels go to the 4th axis)."""
+        """A nibabel NIfTI image sharing this volume's array (channels go to the 4th axis).
+
+        ``image.affine`` is this volume's float64 affine. NIfTI has no bool or float16,
+        so those become uint8 and float32 (a copy); 64-bit integers are kept.
+        """
         import nibabel as nib
 
         array = self._data if self._data.ndim == 3 else np.moveaxis(self._data, 0, -1)
+        if array.dtype == np.bool_:
+            array = array.astype(np.uint8)
+        elif array.dtype == np.float16:
+            array = array.astype(np.float32)
+        # nibabel refuses 64-bit integer data unless the dtype is asked for explicitly.
+        wide = array.dtype.kind in "iu" and array.dtype.itemsize == 8
         cls = nib.Nifti2Image if max(array.shape) > np.iinfo(np.int16).max else nib.Nifti1Image
-        image = cls(array, self._affine)
+        image = cls(array, self._affine, dtype=array.dtype if wide else None)
         header = image.header
         header.set_xyzt_units("mm", "sec")
         sform_code = int(self.metadata.get("sform_code", 0) or 0)
         qform_code = int(self.metadata.get("qform_code", 0) or 0)
-        image.set_sform(self._affine, code=sform_code or 2)
-        image.set_qform(self._affine, code=qform_code or 1)
+        # Set the codes on the header: ``image.set_sform`` would also replace the
+        # image's float64 affine by the header's float32 copy.
+        header.set_sform(self._affine, code=sform_code or 2)
+        header.set_qform(self._affine, code=qform_code or 1)
         if self.metadata.get("descrip"):
             header["descrip"] = str(self.metadata["descrip"])[:79]
         if self.metadata.get("repetition_time_s"):
@@ -199,7 +213,7 @@ class Volume:
         if data.ndim < 3:
             data = data.reshape(data.shape + (1,) * (3 - data.ndim))
         if data.ndim > 3:
-            data = np.moveaxis(data.reshape(*data.shape[:3], -1), -1, 0)
+            data = np.moveaxis(data.reshape(*data.shape[:3], -1, order="F"), -1, 0)
         if source is None and getattr(image, "get_filename", None) is not None:
             source = image.get_filename()
         return cls(data, image.affine, metadata={"format": type(image).__name__}, source=source)
@@ -244,7 +258,12 @@ class Volume:
             assert spacing is not None
             shape, target = grid_for_spacing(self.shape, self._affine, spacing)
         out = resample(
-            self._data, self._affine, target_shape=shape, target_affine=target,
-            interpolation=interpolation, fill=fill, device=device,
+            self._data,
+            self._affine,
+            target_shape=shape,
+            target_affine=target,
+            interpolation=interpolation,
+            fill=fill,
+            device=device,
         )
         return self.with_data(out, target)

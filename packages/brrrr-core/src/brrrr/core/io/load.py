@@ -1,0 +1,167 @@
+"""`load_volume` and `save_volume`: one entry point for every supported format.
+
+The format is recognised from the content, not the file name: a NIfTI-1/2
+header, an MGH header, the ``DICM`` preamble of a DICOM file (each possibly
+gzip-compressed), or a folder of DICOM files. Other formats nibabel reads
+(ANALYZE/NIfTI pairs, MINC, PAR/REC, AFNI BRIK) are loaded through nibabel.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from brrrr.core.errors import BrrrrError, UnsupportedFormatError, VolumeReadError, VolumeWriteError
+from brrrr.core.io._source import open_source
+from brrrr.core.io.mgh import is_mgh_header, read_mgh, write_mgh
+from brrrr.core.io.nifti import is_nifti_header, read_nifti, write_nifti
+from brrrr.core.volume import Volume
+
+__all__ = ["DEFAULT_MAX_VOXELS", "load_volume", "save_volume"]
+
+#: Default limit on the voxels a header may declare (1024³): refused before allocation.
+DEFAULT_MAX_VOXELS = 1 << 30
+
+_NIBABEL_SUFFIXES = (
+    ".hdr",
+    ".img",
+    ".img.gz",
+    ".mnc",
+    ".par",
+    ".rec",
+    ".head",
+    ".brik",
+    ".brik.gz",
+)
+_SUPPORTED = (
+    "NIfTI-1/2 (.nii, .nii.gz), MGH/MGZ, DICOM (a file or a folder), and nibabel's other formats"
+)
+
+
+def _is_dicom(head: bytes) -> bool:
+    return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+def load_volume(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    max_voxels: int | None = DEFAULT_MAX_VOXELS,
+    dtype: np.dtype | str | None = None,
+    series_uid: str | None = None,
+) -> Volume:
+    """Load a volume from a file, a DICOM folder, or the bytes of a file.
+
+    Args:
+        source: Path to a ``.nii``/``.nii.gz``/``.mgh``/``.mgz``/DICOM file, a
+            folder of DICOM files, or the bytes of such a file.
+        max_voxels: Refuse, before allocating anything, an image whose header
+            declares more voxels. ``None`` removes the limit.
+        dtype: Convert the voxels to this dtype while reading (e.g. ``"float32"``);
+            ``None`` keeps the stored type (float32 when a scale is applied).
+        series_uid: For a DICOM folder holding several series, the one to read.
+
+    Returns:
+        The :class:`~brrrr.core.volume.Volume`.
+
+    Raises:
+        VolumeReadError: Missing, empty, truncated or corrupt input.
+        VolumeTooLargeError: More voxels than ``max_voxels``.
+        DicomSeriesError: An ambiguous or inconsistent DICOM series.
+        UnsupportedFormatError: Not a format ``brrrr`` can read.
+
+    Example:
+        >>> from brrrr.core import load_volume
+        >>> vol = load_volume("sub-01_T1w.nii.gz", dtype="float32")  # doctest: +SKIP
+    """
+    if not isinstance(source, bytes | bytearray | memoryview):
+        path = Path(source)
+        if path.is_dir():
+            volume = _read_dicom(path, series_uid=series_uid, max_voxels=max_voxels)
+            return _as_dtype(volume, dtype)
+    src = open_source(source)
+    head = src.head(540)
+    if is_nifti_header(head):
+        return read_nifti(src, max_voxels=max_voxels, dtype=dtype)
+    if is_mgh_header(head):
+        return read_mgh(src, max_voxels=max_voxels, dtype=dtype)
+    if _is_dicom(head):
+        payload = src.read() if (src.is_gzip or src.path is None) else src.path
+        volume = _read_dicom(payload, series_uid=series_uid, max_voxels=max_voxels)
+        if src.path is not None:
+            volume.source = str(src.path)
+        return _as_dtype(volume, dtype)
+    if src.path is not None and src.name.lower().endswith(_NIBABEL_SUFFIXES):
+        return _as_dtype(_load_with_nibabel(src.path, max_voxels=max_voxels), dtype)
+    if src.path is not None and src.name.lower().endswith(".dcm"):
+        # DICOM written without the 128-byte preamble; pydicom decides.
+        return _as_dtype(_read_dicom(src.path, series_uid=series_uid, max_voxels=max_voxels), dtype)
+    raise UnsupportedFormatError(
+        f"unrecognised file content (first bytes {head[:8]!r}); supported: {_SUPPORTED}",
+        path=src.name,
+    )
+
+
+def _read_dicom(source: Path | bytes, *, series_uid: str | None, max_voxels: int | None) -> Volume:
+    # pydicom is imported only when DICOM is actually read.
+    from brrrr.core.io.dicom import read_dicom as read
+
+    return read(source, series_uid=series_uid, max_voxels=max_voxels)
+
+
+def _as_dtype(volume: Volume, dtype: np.dtype | str | None) -> Volume:
+    if dtype is None or volume.dtype == np.dtype(dtype):
+        return volume
+    return volume.with_data(volume.data.astype(dtype))
+
+
+def _load_with_nibabel(path: Path, *, max_voxels: int | None) -> Volume:
+    import nibabel as nib
+
+    try:
+        image = nib.load(path)
+        shape = tuple(getattr(image, "shape", ()))
+    except Exception as exc:
+        raise VolumeReadError(f"nibabel cannot read this file: {exc}", path=path) from None
+    n_voxels = int(np.prod(shape, dtype=np.int64))
+    if max_voxels is not None and n_voxels > max_voxels:
+        from brrrr.core.errors import VolumeTooLargeError
+
+        raise VolumeTooLargeError(
+            f"header declares {n_voxels:,} voxels {shape}, more than max_voxels={max_voxels:,}",
+            path=path,
+        )
+    try:
+        volume = Volume.from_nibabel(image, source=path)
+    except BrrrrError:
+        raise
+    except Exception as exc:
+        raise VolumeReadError(f"cannot read the voxels: {exc}", path=path) from None
+    volume.metadata["format"] = type(image).__name__
+    return volume
+
+
+def save_volume(volume: Volume, path: str | os.PathLike[str], *, compresslevel: int = 2) -> Path:
+    """Save a volume atomically as NIfTI (``.nii``, ``.nii.gz``) or MGH (``.mgh``, ``.mgz``).
+
+    The bytes are written to a temporary file in the destination folder and
+    renamed into place: a crash never leaves a partial file under ``path``.
+
+    Args:
+        volume: The volume to write.
+        path: Destination; the extension picks the format.
+        compresslevel: gzip level (ISA-L, 0–3) for ``.nii.gz`` and ``.mgz``.
+
+    Returns:
+        The destination path.
+
+    Raises:
+        VolumeWriteError: Unknown extension, unsupported dtype, or an I/O failure.
+    """
+    name = Path(path).name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        return write_nifti(volume, path, compresslevel=compresslevel)
+    if name.endswith((".mgh", ".mgz")):
+        return write_mgh(volume, path, compresslevel=compresslevel)
+    raise VolumeWriteError("unknown extension: use .nii, .nii.gz, .mgh or .mgz", path=path)
