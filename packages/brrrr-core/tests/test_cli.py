@@ -91,8 +91,11 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
         check=False,
     )
     assert process.returncode == 1
-    assert process.stderr.startswith("brrrr: error: ")
-    assert str(bad) in process.stderr
+    error_lines = [
+        line for line in process.stderr.splitlines() if line.startswith("brrrr: error: ")
+    ]
+    assert len(error_lines) == 1
+    assert str(bad) in error_lines[0]
     assert "Traceback" not in process.stderr
 
 

@@ -259,7 +259,9 @@ def test_from_nibabel_flattens_extra_axes_and_pads_2d() -> None:
     five = np.arange(2 * 3 * 4 * 2 * 3, dtype=np.float32).reshape(2, 3, 4, 2, 3)
     vol = Volume.from_nibabel(nib.Nifti1Image(five, np.eye(4)))
     assert vol.data.shape == (6, 2, 3, 4)
-    np.testing.assert_array_equal(vol.data[4], five[:, :, :, 1, 1])
+    # Extra axes flatten in Fortran order (4th axis fastest), like the NIfTI reader: c = t + 2 * u.
+    np.testing.assert_array_equal(vol.data[4], five[:, :, :, 0, 2])
+    np.testing.assert_array_equal(vol.data[1], five[:, :, :, 1, 0])
     flat = Volume.from_nibabel(nib.Nifti1Image(np.ones((3, 4), dtype=np.float32), np.eye(4)))
     assert flat.data.shape == (3, 4, 1)
 

@@ -112,8 +112,7 @@ def sample(
     ),
     spacing: Annotated[float, typer.Option(help="Voxel size of the phantom in mm.")] = 2.0,
 ) -> None:
-    """Write the built-in sample (a head phantom as NIfTI, MGZ and a DICOM series, with a
-    lesion mask), read each file back, and print what was read."""
+    """Write the built-in sample (head phantom: NIfTI, MGZ, DICOM, CT) and read it back."""
     from brrrr.core import samples
     from brrrr.core.io import save_volume
     from brrrr.core.testing import write_dicom_series
