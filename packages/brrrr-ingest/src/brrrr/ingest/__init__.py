@@ -1,3 +1,22 @@
-"""brrrr.ingest: neuroimaging datasets to Hugging Face datasets, fetchers, coordinate databases."""
+"""brrrr.ingest: neuroimaging datasets to Hugging Face datasets, fetchers, coordinate databases.
 
-__all__: list[str] = []
+* :func:`load_bids`: any BIDS dataset as a ``datasets.Dataset`` / ``IterableDataset``
+  (built on pybids; one row per file, session or subject).
+* :func:`to_hf`: Parquet shards by a byte budget with embedded ``Nifti`` bytes, a
+  SHA-256 manifest and a dataset card; resumable.
+* :func:`push`: convert and upload to the Hub as shards are written; resumable.
+* :func:`verify`: check an output folder or Hub repo against its manifest.
+* :func:`validate`: counts against a paper's numbers, empty files, headers, BIDS validator.
+
+Example:
+    >>> from brrrr.ingest import load_bids
+    >>> ds = load_bids("ds004884", level="session")  # doctest: +SKIP
+"""
+
+from brrrr.ingest.bids import load_bids
+from brrrr.ingest.hub import push
+from brrrr.ingest.shards import to_hf
+from brrrr.ingest.validate import validate
+from brrrr.ingest.verify import verify
+
+__all__ = ["load_bids", "push", "to_hf", "validate", "verify"]

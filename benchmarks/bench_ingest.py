@@ -1,0 +1,179 @@
+"""BIDS → Parquet shards: brrrr-ingest vs plain copying vs ``datasets``' niftifolder + save_to_disk.
+
+Generates a synthetic BIDS dataset (``brrrr.core.testing.write_bids_tree``: T1w, T2w ×2,
+FLAIR, 4-volume bold, 5-volume dwi and a lesion mask per session, uncompressed ``.nii``
+so that niftifolder, which only lists ``.nii``, sees every image) of ``--gb`` gigabytes,
+then again at twice the size, and on each runs, in a fresh process:
+
+* ``copy``: copy every image file to another folder (the same bytes, nothing else) with
+  ``shutil.copyfile`` (the kernel moves the bytes); ``copy-rw``: the same through user space;
+* ``brrrr``: ``brrrr.ingest.to_hf`` (pybids index, header columns, 500 MB shards, manifest, card);
+* ``niftifolder``: ``load_dataset("niftifolder", data_dir=ROOT)`` + ``save_to_disk`` (which
+  embeds the image bytes), the route ``datasets`` offers today.
+
+Prints throughput (image GB/s) and peak RSS of each, and checks the targets: brrrr ≥ 0.7× the
+copy's throughput, peak RSS ≤ 1 GB and flat when the dataset doubles. The files sit in the page
+cache (written just before), as they would after a fetch.
+
+Run:  uv run python benchmarks/bench_ingest.py [--gb 2] [--workdir DIR] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+METHODS = ("copy", "copy-rw", "brrrr", "niftifolder")
+SHAPE = (96, 96, 96)
+
+
+def _images(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.nii") if p.is_file())
+
+
+def generate(root: Path, *, target_bytes: float) -> int:
+    """Write a BIDS tree of about ``target_bytes`` of images; return their exact size."""
+    from brrrr.core.testing import write_bids_tree
+
+    probe = write_bids_tree(
+        root.with_name(root.name + "-probe"), subjects=("000",), compress=False, shape=SHAPE
+    )
+    per_subject = sum(p.stat().st_size for p in _images(probe))
+    shutil.rmtree(probe)
+    n = max(1, round(target_bytes / per_subject))
+    write_bids_tree(root, subjects=[f"{i:03d}" for i in range(n)], compress=False, shape=SHAPE)
+    return sum(p.stat().st_size for p in _images(root))
+
+
+def worker(method: str, root: Path, out: Path) -> None:
+    """Run one method and print ``{"work_seconds", "peak_rss_bytes"}`` as JSON.
+
+    ``work_seconds`` starts after the imports (the parent times the whole process too).
+    """
+    if method == "brrrr":
+        import bids  # noqa: F401
+        import datasets
+        import pyarrow.parquet  # noqa: F401
+    elif method == "niftifolder":
+        import datasets  # noqa: F401
+    work_start = time.perf_counter()
+    if method in ("copy", "copy-rw"):
+        for src in _images(root):
+            dst = out / src.relative_to(root)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if method == "copy":  # copy_file_range/sendfile: the kernel moves the bytes
+                shutil.copyfile(src, dst)
+            else:  # through user space, as any converter must
+                dst.write_bytes(src.read_bytes())
+    elif method == "brrrr":
+        from brrrr.ingest import to_hf
+
+        to_hf(root, out, progress=False)
+    elif method == "niftifolder":
+        from datasets import load_dataset
+
+        ds = load_dataset(
+            "niftifolder", data_dir=str(root), split="train", cache_dir=str(out) + "-cache"
+        )
+        ds.save_to_disk(str(out))
+    else:
+        raise SystemExit(f"unknown method {method!r}")
+    end = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(json.dumps({"work_seconds": end - work_start, "peak_rss_bytes": peak}))
+
+
+def measure(method: str, root: Path, out: Path) -> dict[str, float]:
+    env = dict(os.environ, HF_DATASETS_CACHE=str(out) + "-hfcache", HF_HUB_OFFLINE="1")
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", method, str(root), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{method} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["seconds"] = time.perf_counter() - start
+    for leftover in (out, Path(str(out) + "-cache"), Path(str(out) + "-hfcache")):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gb", type=float, default=2.0, help="size of the first dataset (GB)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where to generate (temp dir)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument(
+        "--worker", nargs=3, metavar=("METHOD", "ROOT", "OUT"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker[0], Path(args.worker[1]), Path(args.worker[2]))
+        return
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-ingest-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
+    print("seconds: the whole process (start-up and imports included); work: after the imports")
+    print(
+        f"{'dataset':>9} {'method':<12} {'seconds':>8} {'GB/s':>6} {'vs copy':>8} "
+        f"{'work s':>7} {'work GB/s':>9} {'peak RSS':>10}"
+    )
+    results: list[dict[str, object]] = []
+    for scale in (1, 2):
+        root = work / f"ds-{scale}x"
+        size = generate(root, target_bytes=args.gb * scale * 1e9)
+        row: dict[str, dict[str, float]] = {}
+        for method in METHODS:
+            row[method] = measure(method, root, work / f"out-{method}")
+            m = row[method]
+            rate = size / m["seconds"] / 1e9
+            ratio = row["copy"]["seconds"] / m["seconds"]
+            print(
+                f"{size / 1e9:>7.2f}GB {method:<12} {m['seconds']:>8.2f} {rate:>6.2f} "
+                f"{ratio:>7.2f}× {m['work_seconds']:>7.2f} {size / m['work_seconds'] / 1e9:>9.2f} "
+                f"{m['peak_rss_bytes'] / 2**20:>8.0f} MB"
+            )
+            results.append({"image_bytes": size, "method": method, **m})
+        shutil.rmtree(root)
+
+    def pick(scale: int, method: str) -> dict[str, float]:
+        return [r for r in results if r["method"] == method][scale - 1]  # type: ignore[return-value]
+
+    ratio = min(pick(s, "copy")["seconds"] / pick(s, "brrrr")["seconds"] for s in (1, 2))
+    rw = min(pick(s, "copy-rw")["seconds"] / pick(s, "brrrr")["seconds"] for s in (1, 2))
+    after_imports = min(
+        pick(s, "copy")["work_seconds"] / pick(s, "brrrr")["work_seconds"] for s in (1, 2)
+    )
+    peaks = [pick(s, "brrrr")["peak_rss_bytes"] / 2**20 for s in (1, 2)]
+    print(
+        f"target throughput ≥ 0.7× copy: {ratio:.2f}× whole process ({rw:.2f}× copy-rw), "
+        f"{after_imports:.2f}× after imports — " + ("met" if ratio >= 0.7 else "NOT met")
+    )
+    print(
+        f"target peak RSS ≤ 1024 MB and flat: {peaks[0]:.0f} MB → {peaks[1]:.0f} MB — "
+        + ("met" if max(peaks) <= 1024 and peaks[1] <= 1.25 * peaks[0] else "NOT met")
+    )
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

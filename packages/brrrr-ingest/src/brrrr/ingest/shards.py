@@ -1,0 +1,540 @@
+"""A BIDS dataset to Parquet shards that the Hub and ``datasets`` read as they are.
+
+:func:`to_hf` writes ``OUT/data/train-NNNNN-of-MMMMM.parquet`` (image bytes
+embedded as ``datasets.Nifti`` cells), ``OUT/manifest.json`` and a dataset
+card ``OUT/README.md``.
+
+Memory stays bounded whatever the dataset size: rows are planned up front from
+header facts only (no voxels), then each shard is written alone, one row group
+(about ``row_group_bytes`` of images) at a time. A row group's files are read
+straight into one buffer that Arrow uses without a copy; with the Parquet
+writer's own buffers the peak is a few row groups (about 400 MB in all with the
+64 MB default, measured by ``benchmarks/bench_ingest.py``), the same for a
+shard of 500 MB or a dataset of 500 GB. Shards close at about ``shard_bytes``.
+
+A killed run resumes: each shard is written under a temporary name and renamed
+when complete, then the manifest (rewritten atomically) records it with its
+SHA-256 and a fingerprint of its inputs. A later run with the same options
+keeps every recorded shard whose file is intact and whose inputs have not
+changed, and writes only the rest.
+
+Example:
+    >>> from brrrr.ingest.shards import to_hf
+    >>> result = to_hf("ds004884", "ds004884-hf", level="session")  # doctest: +SKIP
+    >>> import datasets
+    >>> ds = datasets.load_dataset("parquet", data_files="ds004884-hf/data/*.parquet")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from brrrr.ingest.errors import BidsError, ManifestError
+from brrrr.ingest.index import index_bids
+from brrrr.ingest.manifest import FileRecord, Manifest, ShardRecord
+from brrrr.ingest.rows import Check, Level, LoadReport, OnError, bids_features, iter_rows
+
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = [
+    "DEFAULT_ROW_GROUP_BYTES",
+    "DEFAULT_SHARD_BYTES",
+    "ConversionResult",
+    "image_columns",
+    "parse_size",
+    "plan_shards",
+    "shard_name",
+    "to_hf",
+]
+
+DEFAULT_SHARD_BYTES = 500 * 10**6
+DEFAULT_ROW_GROUP_BYTES = 64 * 10**6
+DATA_DIR = "data"
+
+ShardHook = Callable[[Manifest, ShardRecord, bool], None]
+
+
+@dataclass
+class ConversionResult:
+    """What :func:`to_hf` did.
+
+    Attributes:
+        out: The output folder.
+        manifest: The final manifest.
+        written: Indices of the shards written by this run.
+        reused: Indices of the shards kept from an earlier run.
+        report: Files skipped by ``on_error="skip"``.
+    """
+
+    out: Path
+    manifest: Manifest
+    written: list[int] = field(default_factory=list)
+    reused: list[int] = field(default_factory=list)
+    report: LoadReport = field(default_factory=LoadReport)
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``"500MB"``, ``"2GiB"``, ``"1e9"`` or an int.
+
+    Raises:
+        ValueError: Not a size.
+    """
+    if isinstance(text, int):
+        return text
+    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+    units |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    clean = text.strip().lower().replace(" ", "")
+    number = clean.rstrip("kmgtib")
+    try:
+        value = float(number) * units[clean[len(number) :]]
+    except (ValueError, KeyError):
+        raise ValueError(f"not a size: {text!r} (use e.g. 500MB or 2GiB)") from None
+    if value <= 0:
+        raise ValueError(f"size must be positive, got {text!r}")
+    return int(value)
+
+
+def shard_name(index: int, total: int) -> str:
+    """``data/train-00003-of-00012.parquet``: the Hub's naming, found by its default config."""
+    return f"{DATA_DIR}/train-{index:05d}-of-{total:05d}.parquet"
+
+
+def plan_shards(weights: Sequence[int], *, shard_bytes: int) -> list[range]:
+    """Split rows, in order, into consecutive shards of about ``shard_bytes``.
+
+    A shard closes when adding the next row would pass the budget; a row larger
+    than the budget gets a shard of its own. No row is split.
+
+    Args:
+        weights: Bytes of each row (the sizes of its image files).
+        shard_bytes: The budget per shard.
+
+    Returns:
+        Row index ranges, one per shard (at least one, possibly empty).
+    """
+    plan: list[range] = []
+    start, total = 0, 0
+    for i, weight in enumerate(weights):
+        if i > start and total + weight > shard_bytes:
+            plan.append(range(start, i))
+            start, total = i, 0
+        total += weight
+    plan.append(range(start, len(weights)))
+    return plan
+
+
+def image_columns(features: datasets.Features) -> dict[str, bool]:
+    """Columns holding images: name → whether it is a list of images."""
+    from datasets import List, Nifti
+
+    out = {}
+    for name, feature in features.items():
+        if isinstance(feature, Nifti):
+            out[name] = False
+        elif isinstance(feature, List) and isinstance(feature.feature, Nifti):
+            out[name] = True
+    return out
+
+
+def _cells(row: dict[str, Any], columns: dict[str, bool]) -> list[tuple[str, int | None, str]]:
+    """(column, position in list or None, absolute path) of each image of a row."""
+    out: list[tuple[str, int | None, str]] = []
+    for name, is_list in columns.items():
+        if is_list:
+            out += [(name, i, cell["path"]) for i, cell in enumerate(row[name] or [])]
+        elif row[name] is not None:
+            out.append((name, None, row[name]["path"]))
+    return out
+
+
+def _fingerprint(
+    schema: dict[str, Any], rows: Sequence[dict[str, Any]], paths: Sequence[str]
+) -> str:
+    """What a shard is made of: the schema, the rows, and each source file's size and mtime."""
+    digest = hashlib.sha256(json.dumps([schema, list(rows)], default=str).encode())
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _sha256_and_fsync(path: Path) -> tuple[str, int]:
+    """SHA-256 and size of a file just written (read back from the page cache), then fsync it."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb+") as handle:
+        while chunk := handle.read(8 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+        os.fsync(handle.fileno())
+    return digest.hexdigest(), size
+
+
+def _writer_options(schema: Any) -> dict[str, Any]:
+    """No compression, dictionary or statistics on image bytes (already compressed, unique)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = pa.BufferOutputStream()
+    pq.ParquetWriter(buffer, schema).close()
+    parquet_schema = pq.ParquetFile(pa.BufferReader(buffer.getvalue())).schema
+    leaves = [parquet_schema.column(i) for i in range(len(parquet_schema))]
+    blobs = {
+        c.path for c in leaves if c.physical_type == "BYTE_ARRAY" and c.logical_type.type == "NONE"
+    }
+    others = [c.path for c in leaves if c.path not in blobs]
+    return {
+        "compression": {c.path: ("none" if c.path in blobs else "zstd") for c in leaves},
+        "use_dictionary": others,
+        "write_statistics": others,
+    }
+
+
+_MAX_CELL_BYTES = 2**31 - 1  # Parquet BYTE_ARRAY values and Arrow binary offsets are 32-bit
+
+
+def _read_column(
+    entries: Sequence[tuple[int, int | None, str]], *, root: Path, pool: Any
+) -> tuple[Any, list[tuple[str, str, int]]]:
+    """One row group's images of one column: read straight into one buffer, no copy after.
+
+    Args:
+        entries: ``(row, position, absolute path)`` in row order.
+        root: BIDS root (cells store paths relative to it).
+        pool: Thread pool for SHA-256 (hashlib releases the GIL).
+
+    Returns:
+        The ``struct<bytes, path>`` Arrow array, and ``(relpath, sha256, size)`` per entry.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    sizes = [os.path.getsize(path) for _, _, path in entries]
+    offsets = np.zeros(len(entries) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    for (_, _, path), size in zip(entries, sizes, strict=True):
+        if size > _MAX_CELL_BYTES:
+            raise BidsError(f"{size:,} bytes: Parquet cannot embed a file over 2 GiB", path=path)
+    if offsets[-1] > _MAX_CELL_BYTES:
+        raise BidsError(f"a row group of {offsets[-1]:,} bytes: lower row_group_bytes", path=root)
+    buffer = bytearray(int(offsets[-1]))
+    view = memoryview(buffer)
+    for (_, _, path), start, size in zip(entries, offsets[:-1], sizes, strict=True):
+        with open(path, "rb") as handle:
+            got = handle.readinto(view[start : start + size])
+            if got != size or handle.read(1):
+                raise BidsError("the file changed size while it was being read", path=path)
+    digests = list(
+        pool.map(
+            lambda span: hashlib.sha256(view[span[0] : span[1]]).hexdigest(),
+            itertools.pairwise(offsets),
+        )
+    )
+    relpaths = [Path(path).relative_to(root).as_posix() for _, _, path in entries]
+    data = pa.BinaryArray.from_buffers(
+        pa.binary(),
+        len(entries),
+        [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(buffer)],
+    )
+    cells = pa.StructArray.from_arrays(
+        [data, pa.array(relpaths, pa.string())],
+        fields=[pa.field("bytes", pa.binary()), pa.field("path", pa.string())],
+    )
+    return cells, list(zip(relpaths, digests, sizes, strict=True))
+
+
+def _row_group(
+    rows: Sequence[dict[str, Any]],
+    first: int,
+    *,
+    shard: int,
+    root: Path,
+    features: datasets.Features,
+    pool: Any,
+) -> tuple[Any, dict[str, FileRecord]]:
+    """An Arrow table of ``rows`` with image bytes embedded, and the files it holds."""
+    import pyarrow as pa
+
+    schema = features.arrow_schema
+    columns = image_columns(features)
+    plain = pa.schema([field for field in schema if field.name not in columns])
+    table = pa.Table.from_pylist(
+        [{k: v for k, v in row.items() if k not in columns} for row in rows], schema=plain
+    )
+    arrays = {name: table.column(name).combine_chunks() for name in plain.names}
+    files: dict[str, FileRecord] = {}
+    for name, is_list in columns.items():
+        entries = [
+            (first + i, position, path)
+            for i, row in enumerate(rows)
+            for column, position, path in _cells(row, {name: is_list})
+            if column == name
+        ]
+        cells, facts = _read_column(entries, root=root, pool=pool)
+        for (row_index, position, _), (relpath, digest, size) in zip(entries, facts, strict=True):
+            files[relpath] = FileRecord(digest, size, shard, row_index, name, position)
+        if is_list:
+            counts = [len(row[name] or []) for row in rows]
+            offsets = pa.array([0, *itertools.accumulate(counts)], pa.int32())
+            arrays[name] = pa.ListArray.from_arrays(offsets, cells)
+        else:
+            arrays[name] = cells
+    return pa.Table.from_arrays([arrays[n] for n in schema.names], schema=schema), files
+
+
+def _write_shard(
+    out: Path,
+    relpath: str,
+    rows: Sequence[dict[str, Any]],
+    weights: Sequence[int],
+    *,
+    shard: int,
+    root: Path,
+    features: datasets.Features,
+    row_group_bytes: int,
+) -> tuple[ShardRecord, dict[str, FileRecord]]:
+    """Write one shard, one row group at a time, under a temporary name, then rename it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = features.arrow_schema
+    files: dict[str, FileRecord] = {}
+    path = out / relpath
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+            # A native file: a Python file object would receive each column chunk as one
+            # more copy in memory.
+            writer = pq.ParquetWriter(str(tmp), schema, **_writer_options(schema))
+            for span in plan_shards(weights, shard_bytes=row_group_bytes):
+                if not span:
+                    continue
+                table, group_files = _row_group(
+                    rows[span.start : span.stop],
+                    span.start,
+                    shard=shard,
+                    root=root,
+                    features=features,
+                    pool=pool,
+                )
+                writer.write_table(table, row_group_size=len(span))
+                files |= group_files
+                del table  # the row group's bytes: the only large allocation
+                pa.default_memory_pool().release_unused()
+            writer.close()
+        digest, size = _sha256_and_fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    record = ShardRecord(
+        index=shard,
+        path=relpath,
+        rows=len(rows),
+        bytes=size,
+        sha256=digest,
+        fingerprint="",
+    )
+    return record, files
+
+
+def _reusable(
+    record: ShardRecord, out: Path, name: str, fingerprint: str, uploaded_to: str | None
+) -> bool:
+    """Whether a shard of an earlier run can stay: same name and inputs, and intact or uploaded."""
+    if record.path != name or record.fingerprint != fingerprint:
+        return False
+    local = out / record.path
+    if local.is_file():
+        return local.stat().st_size == record.bytes
+    return uploaded_to is not None and uploaded_to in record.uploaded_to
+
+
+def _clean_stale(out: Path, keep: set[str]) -> None:
+    data = out / DATA_DIR
+    if not data.is_dir():
+        return
+    for stale in data.iterdir():
+        name = f"{DATA_DIR}/{stale.name}"
+        ours = stale.name.startswith(("train-", ".train-")) and ".parquet" in stale.name
+        if ours and name not in keep:
+            stale.unlink()
+
+
+def to_hf(
+    root: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    level: Level = "file",
+    subjects: Sequence[str] | None = None,
+    sessions: Sequence[str] | None = None,
+    datatypes: Sequence[str] | None = None,
+    suffixes: Sequence[str] | None = None,
+    include_derivatives: bool = True,
+    on_error: OnError = "raise",
+    check: Check = "header",
+    shard_bytes: int | str = DEFAULT_SHARD_BYTES,
+    row_group_bytes: int | str = DEFAULT_ROW_GROUP_BYTES,
+    mode: Literal["resume", "overwrite"] = "resume",
+    on_shard: ShardHook | None = None,
+    uploaded_to: str | None = None,
+    repo_id: str | None = None,
+    progress: bool = True,
+) -> ConversionResult:
+    """Convert a BIDS dataset to Parquet shards, a manifest and a dataset card in ``out``.
+
+    Args:
+        root: BIDS dataset root.
+        out: Output folder (created). What the Hub repo will hold.
+        level: One row per ``"file"``, ``"session"`` or ``"subject"``.
+        subjects: Keep these subject labels.
+        sessions: Keep these session labels.
+        datatypes: Keep these datatypes.
+        suffixes: Keep these suffixes or modality keys.
+        include_derivatives: Also convert ``derivatives/*``.
+        on_error: ``"raise"`` or ``"skip"`` files that fail to load; skipped
+            files are listed in the manifest and the card.
+        check: ``"header"`` or ``"full"`` (decode every image before embedding it).
+        shard_bytes: Budget per shard (``500MB`` by default).
+        row_group_bytes: Image bytes per Parquet row group: the memory bound.
+        mode: ``"resume"`` keeps finished shards of an earlier run with the same
+            options; ``"overwrite"`` starts again.
+        on_shard: Called as ``on_shard(manifest, record, reused)`` after each
+            shard is written or kept and the manifest saved, in shard order
+            (:func:`brrrr.ingest.hub.push` uploads from it).
+        uploaded_to: A destination id: shards recorded as uploaded there count
+            as finished even when their local file was deleted.
+        repo_id: Hub repository named in the card's loading example.
+        progress: Show progress bars.
+
+    Returns:
+        The :class:`ConversionResult`.
+
+    Raises:
+        BidsError: Not a BIDS dataset, or a file fails with ``on_error="raise"``.
+        ManifestError: ``out`` holds a conversion made with other options and
+            ``mode="resume"``.
+    """
+    from tqdm.auto import tqdm
+
+    from brrrr.ingest.card import write_card
+
+    out = Path(out)
+    shard_bytes, row_group_bytes = parse_size(shard_bytes), parse_size(row_group_bytes)
+    options = {
+        "level": level,
+        "subjects": None if subjects is None else sorted(subjects),
+        "sessions": None if sessions is None else sorted(sessions),
+        "datatypes": None if datatypes is None else sorted(datatypes),
+        "suffixes": None if suffixes is None else sorted(suffixes),
+        "include_derivatives": include_derivatives,
+        "on_error": on_error,
+        "check": check,
+        "shard_bytes": shard_bytes,
+        "row_group_bytes": row_group_bytes,
+    }
+    index = index_bids(
+        root,
+        subjects=subjects,
+        sessions=sessions,
+        datatypes=datatypes,
+        suffixes=suffixes,
+        include_derivatives=include_derivatives,
+    )
+    previous = _previous_manifest(out, options, mode)
+    features = bids_features(index, level=level)
+    columns = image_columns(features)
+    schema = features.to_dict()
+    report = LoadReport()
+    rows = list(
+        iter_rows(
+            index, level=level, on_error=on_error, check=check, report=report, progress=progress
+        )
+    )
+    if not rows:
+        raise BidsError(
+            "no image left to convert (check the filters and the skipped files)", path=root
+        )
+    paths = [[path for _, _, path in _cells(row, columns)] for row in rows]
+    weights = [sum(os.path.getsize(p) for p in row) for row in paths]
+    plan = plan_shards(weights, shard_bytes=shard_bytes)
+    total = len(plan)
+    manifest = Manifest(
+        source={"root": str(index.root), "name": index.description.get("Name")},
+        options=options,
+        num_shards=total,
+        num_rows=len(rows),
+        skipped=[{"path": s.path, "reason": s.reason} for s in report.skipped],
+    )
+    (out / DATA_DIR).mkdir(parents=True, exist_ok=True)
+    _clean_stale(out, {shard_name(i, total) for i in range(total)})
+    result = ConversionResult(out=out, manifest=manifest, report=report)
+    bar = tqdm(
+        total=sum(len(r) for r in plan), desc="writing shards", unit="row", disable=not progress
+    )
+    previous_files: dict[int, dict[str, FileRecord]] = {}
+    for relpath, file_record in ({} if previous is None else previous.files).items():
+        previous_files.setdefault(file_record.shard, {})[relpath] = file_record
+    for shard, span in enumerate(plan):
+        fingerprint = _fingerprint(
+            schema, rows[span.start : span.stop], [p for r in span for p in paths[r]]
+        )
+        old = None if previous is None else previous.shards.get(shard)
+        if old is not None and _reusable(
+            old, out, shard_name(shard, total), fingerprint, uploaded_to
+        ):
+            manifest.shards[shard] = old
+            manifest.files |= previous_files.get(shard, {})
+            result.reused.append(shard)
+        else:
+            record, files = _write_shard(
+                out,
+                shard_name(shard, total),
+                rows[span.start : span.stop],
+                weights[span.start : span.stop],
+                shard=shard,
+                root=index.root,
+                features=features,
+                row_group_bytes=row_group_bytes,
+            )
+            record.fingerprint = fingerprint
+            manifest.shards[shard] = record
+            manifest.files |= files
+            result.written.append(shard)
+        manifest.save(out)
+        bar.update(len(span))
+        if on_shard is not None:
+            on_shard(manifest, manifest.shards[shard], shard in result.reused)
+    bar.close()
+    write_card(out, index=index, manifest=manifest, features=features, repo_id=repo_id)
+    manifest.complete = True
+    manifest.save(out)
+    return result
+
+
+def _previous_manifest(out: Path, options: dict[str, Any], mode: str) -> Manifest | None:
+    if mode not in ("resume", "overwrite"):
+        raise ValueError(f"mode must be 'resume' or 'overwrite', got {mode!r}")
+    if mode == "overwrite" or not (out / "manifest.json").is_file():
+        return None
+    previous = Manifest.load(out)
+    if previous.options != options:
+        changed = sorted(k for k in options if previous.options.get(k) != options[k])
+        raise ManifestError(
+            f"this folder holds a conversion made with other options ({', '.join(changed)}); "
+            "pass mode='overwrite' (--overwrite) to replace it, or choose another folder",
+            path=out,
+        )
+    return previous
