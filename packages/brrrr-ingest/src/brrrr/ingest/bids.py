@@ -75,7 +75,8 @@ def load_bids(
 
     Example:
         >>> ds = load_bids("ds004884", level="session")  # doctest: +SKIP
-        >>> ds[0]["T2w"]  # every run of the session, in run order  # doctest: +SKIP
+        >>> session = ds[0]  # doctest: +SKIP
+        >>> session["T2w"]  # every run of the session, in run order  # doctest: +SKIP
     """
     from datasets import Dataset
 
