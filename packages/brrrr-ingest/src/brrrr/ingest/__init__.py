@@ -7,6 +7,8 @@
 * :func:`push`: convert and upload to the Hub as shards are written; resumable.
 * :func:`verify`: check an output folder or Hub repo against its manifest.
 * :func:`validate`: counts against a paper's numbers, empty files, headers, BIDS validator.
+* :mod:`brrrr.ingest.fetch`: resumable, verified downloads from OpenNeuro and EBRAINS.
+* :mod:`brrrr.ingest.neurosynth`: tidy coordinate tables from NiMARE, Neurosynth, NeuroStore.
 
 Example:
     >>> from brrrr.ingest import load_bids
