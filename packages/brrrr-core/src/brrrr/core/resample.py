@@ -200,6 +200,15 @@ class _NumpyOps:
     def take(self, a: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
         return np.take(a, idx, axis=axis)
 
+    def copy(self, a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a).copy() if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+    def select(self, a: np.ndarray, start: int, step: int, n: int, axis: int) -> np.ndarray:
+        index = [slice(None)] * a.ndim
+        stop = start + step * n
+        index[axis] = slice(start, None if stop < 0 else stop, step)
+        return a[tuple(index)]
+
     def weights(self, values: np.ndarray, like: np.ndarray) -> np.ndarray:
         return values.astype(like.dtype)
 
@@ -227,6 +236,17 @@ class _TorchOps:
     def take(self, a: Any, idx: Any, axis: int) -> Any:
         return self.torch.index_select(a, axis, idx)
 
+    def copy(self, a: Any) -> Any:
+        return a.contiguous().clone() if a.is_contiguous() else a.contiguous()
+
+    def select(self, a: Any, start: int, step: int, n: int, axis: int) -> Any:
+        if step < 0:  # torch has no negative-step views
+            index = np.arange(start, start + step * n, step, dtype=np.int64)
+            return self.take(a, self.index(index, a), axis)
+        return a.narrow(axis, start, step * (n - 1) + 1)[
+            (slice(None),) * axis + (slice(None, None, step),)
+        ]
+
     def weights(self, values: np.ndarray, like: Any) -> Any:
         return self.torch.from_numpy(values).to(device=like.device, dtype=like.dtype)
 
@@ -242,6 +262,22 @@ def _axis_positions(vox2vox: np.ndarray, axis: int, n_out: int) -> np.ndarray:
     return vox2vox[axis, axis] * np.arange(n_out, dtype=np.float64) + vox2vox[axis, 3]
 
 
+def _whole_voxels(pos: np.ndarray, n_in: int) -> tuple[int, int] | None:
+    """``(start, step)`` when every sample is an input voxel at a regular step, else None.
+
+    Such an axis needs no interpolation: it is a strided view of the input (no copy on
+    numpy), which makes an unchanged axis — the in-plane axes of a 1×1×4 mm resample of a
+    1 mm scan, a flip, a whole-voxel crop — free.
+    """
+    if not np.array_equal(pos, np.round(pos)) or pos.min() < 0 or pos.max() > n_in - 1:
+        return None
+    index = pos.astype(np.int64)
+    step = int(index[1] - index[0]) if index.size > 1 else 1
+    if step == 0 or not np.array_equal(index, index[0] + step * np.arange(index.size)):
+        return None
+    return int(index[0]), step
+
+
 def _broadcast(values: Any, axis: int, ndim: int) -> Any:
     shape = [1] * ndim
     shape[axis] = -1
@@ -253,17 +289,23 @@ def _separable_nearest(
 ) -> Any:
     out = data
     valid = None
+    owned = False
     for axis in range(3):
         n_in = data.shape[axis + 1]
         idx = np.floor(_axis_positions(vox2vox, axis, out_shape[axis]) + 0.5).astype(np.int64)
+        regular = _whole_voxels(idx.astype(np.float64), n_in)
+        if regular is not None:
+            out = xp.select(out, regular[0], regular[1], out_shape[axis], axis + 1)
+            continue
         inside = (idx >= 0) & (idx < n_in)
         out = xp.take(out, xp.index(np.clip(idx, 0, n_in - 1), out), axis + 1)
+        owned = True
         if not inside.all():
             mask = xp.index(_broadcast(inside, axis + 1, 4), out)
             valid = mask if valid is None else valid & mask
     if valid is not None:
-        out = xp.where(valid, out, xp.full((1,), fill, out))
-    return out
+        return xp.where(valid, out, xp.full((1,), fill, out))
+    return out if owned else xp.copy(out)
 
 
 def _linear_weights(
@@ -292,13 +334,21 @@ def _separable_linear(
     # (``data - fill`` … ``+ fill``): the shift loses every digit of small values
     # when ``fill`` is large, and breaks exactness on the same grid.
     out = data
-    # Shrink the largest reduction first so later passes touch fewer voxels.
+    positions = [_axis_positions(vox2vox, a, out_shape[a]) for a in range(3)]
+    whole = [_whole_voxels(positions[a], data.shape[a + 1]) for a in range(3)]
+    # Whole-voxel axes first (strided views, free), then the passes that shrink the
+    # volume most, so later passes touch fewer voxels.
+    for axis in range(3):
+        plan = whole[axis]
+        if plan is not None:
+            out = xp.select(out, plan[0], plan[1], out_shape[axis], axis + 1)
     ratios = [out_shape[a] / data.shape[a + 1] for a in range(3)]
-    for axis in sorted(range(3), key=lambda a: ratios[a]):
+    passes = sorted((a for a in range(3) if whole[a] is None), key=lambda a: ratios[a])
+    if not passes:
+        return xp.copy(out)  # never hand back a view of the caller's array
+    for axis in passes:
         n_in = data.shape[axis + 1]
-        lo, w_lo, w_hi, w_fill = _linear_weights(
-            _axis_positions(vox2vox, axis, out_shape[axis]), n_in
-        )
+        lo, w_lo, w_hi, w_fill = _linear_weights(positions[axis], n_in)
         lo_values = xp.take(out, xp.index(np.clip(lo, 0, n_in - 1), out), axis + 1)
         hi_values = xp.take(out, xp.index(np.clip(lo + 1, 0, n_in - 1), out), axis + 1)
         out = lo_values * _broadcast(xp.weights(w_lo, out), axis + 1, 4)
