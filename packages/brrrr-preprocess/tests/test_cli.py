@@ -55,3 +55,26 @@ def test_drift_command_rejects_a_bad_severity(tmp_path: Path) -> None:
     ]
     result = runner.invoke(build_app(), args)
     assert result.exit_code != 0
+
+
+def test_cache_command_builds_then_reuses(tmp_path: Path) -> None:
+    from brrrr.core import samples, save_volume
+
+    for study, seed in (("s1", 1), ("s2", 2)):
+        folder = tmp_path / "raw" / study
+        folder.mkdir(parents=True)
+        volume = samples.phantom(shape=(40, 48, 20), spacing=(4.0, 4.0, 8.0), seed=seed)
+        save_volume(volume, folder / "t1.nii.gz")
+    first = runner.invoke(build_app(), ["preprocess", "cache", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    assert "built 2" in first.output
+    assert (tmp_path / "metadata.json").is_file()
+    again = runner.invoke(build_app(), ["preprocess", "cache", str(tmp_path)])
+    assert again.exit_code == 0, again.output
+    assert "reused 2" in again.output
+
+
+def test_cache_command_rejects_a_bad_mode(tmp_path: Path) -> None:
+    (tmp_path / "raw" / "s1").mkdir(parents=True)
+    result = runner.invoke(build_app(), ["preprocess", "cache", str(tmp_path), "--mode", "x=pet"])
+    assert result.exit_code != 0

@@ -10,7 +10,7 @@ import typer
 __all__ = ["preprocess_app"]
 
 preprocess_app = typer.Typer(
-    help="Preprocess volumes: microscopy preparation, controlled drift.",
+    help="Preprocess volumes: prepared-volume caches, microscopy preparation, controlled drift.",
     no_args_is_help=True,
 )
 
@@ -63,3 +63,40 @@ def drift(
     )
     manifest = generate_drifted_dataset(src, out, config)
     typer.echo(f"drifted {len(manifest.affected_files)} files; manifest in {out}")
+
+
+@preprocess_app.command("cache")
+def cache(
+    root: Annotated[Path, typer.Argument(help="Dataset root holding raw/<study>/<image>.")],
+    mode: Annotated[
+        list[str],
+        typer.Option(help="PATTERN=mri|ct, tried in order (study id, study/file or glob)."),
+    ] = ["*=mri"],  # noqa: B006 - Typer reads the default, it is never mutated
+    workers: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
+    force: Annotated[bool, typer.Option(help="Rebuild every entry.")] = False,
+) -> None:
+    """Scan the dataset, write metadata.json, and build (or resume) the uint8 cache."""
+    from brrrr.preprocess.cache import CacheManager
+    from brrrr.preprocess.metadata import DatasetMetadata
+
+    mapping: dict[str, str] = {}
+    for item in mode:
+        pattern, sep, value = item.partition("=")
+        if not sep or value not in ("mri", "ct"):
+            raise typer.BadParameter(
+                f"{item!r}: use PATTERN=mri or PATTERN=ct", param_hint="--mode"
+            )
+        mapping[pattern] = value
+    DatasetMetadata.from_directory(root, mapping).save(root / "metadata.json")
+    manager = CacheManager(root)
+    report = manager.build(num_workers=workers, force=force)
+    stats = manager.stats()
+    typer.echo(
+        f"built {len(report.built)}, rebuilt {len(report.rebuilt)}, reused {len(report.reused)}, "
+        f"failed {len(report.failed)}; cache holds {stats.cached}/{stats.images} images "
+        f"({stats.bytes / 1e6:.1f} MB)"
+    )
+    for name, error in report.failed.items():
+        typer.echo(f"failed: {name}: {error}", err=True)
+    if report.failed:
+        raise typer.Exit(1)
