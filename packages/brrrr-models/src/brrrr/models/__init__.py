@@ -1,3 +1,46 @@
-"""brrrr.models: generative atlas models (β-VAE, hierarchical VAE, PointNet++ VAE)."""
+"""brrrr.models: generative atlas models (β-VAE, hierarchical VAE, PointNet++ VAE).
 
-__all__: list[str] = []
+Subpackages:
+    layers: padding to the network stride, Gaussian heads, receptive fields.
+    blocks: FiLM, metadata embedding and imputation, gradient reversal, residual 3D blocks.
+    pointnet: farthest-point sampling, ball query, set abstraction, random Fourier features.
+    losses: KL, reconstruction NLL, masked MSE, Chamfer, Sinkhorn divergence.
+    nets: the three networks and their objectives.
+
+Modules:
+    export: ONNX export of encoders and decoders, checked with onnxruntime.
+    hub: save/load as safetensors + JSON config, locally or on the Hugging Face Hub.
+"""
+
+from brrrr.models.export import OnnxExport, export_onnx
+from brrrr.models.hub import HubMixin
+from brrrr.models.nets import (
+    BetaVAE,
+    BetaVAEConfig,
+    HierarchicalVAE,
+    HierarchicalVAEConfig,
+    HierarchicalVAEOutput,
+    PointVAE,
+    PointVAEConfig,
+    VAEOutput,
+    beta_vae_loss,
+    hierarchical_vae_loss,
+    point_vae_loss,
+)
+
+__all__ = [
+    "BetaVAE",
+    "BetaVAEConfig",
+    "HierarchicalVAE",
+    "HierarchicalVAEConfig",
+    "HierarchicalVAEOutput",
+    "HubMixin",
+    "OnnxExport",
+    "PointVAE",
+    "PointVAEConfig",
+    "VAEOutput",
+    "beta_vae_loss",
+    "export_onnx",
+    "hierarchical_vae_loss",
+    "point_vae_loss",
+]
