@@ -238,14 +238,12 @@ def prepare_for_inference(
         settings: Sizes, fit and thresholds; default :class:`PrepareSettings`.
 
     Returns:
-        ``(img_arrs, mask, view)``:
-
-        - ``img_arrs``: float32 in [0, 1], ``(C, D, H, W)`` (``(B, C, D, H, W)`` for a batch):
-          ``C = 1`` for MRI; ``C = 3`` for CT, the brain, blood and bone windows in that order.
-          ``D`` is the slice axis at ``through_plane_mm``; ``H, W`` in-plane at ``in_plane_mm``.
-        - ``mask``: bool ``(D, H, W)`` (``(B, D, H, W)``), ``True`` = foreground.
-        - ``view``: the :class:`View` (plane, axes, output affine); ``view.index`` is NeuroVFM's
-          integer.
+        ``(img_arrs, mask, view)``. ``img_arrs`` is float32 in [0, 1], ``(C, D, H, W)``
+        (``(B, C, D, H, W)`` for a batch), ``C = 1`` for MRI and ``C = 3`` for CT (the brain,
+        blood and bone windows in that order); ``D`` is the slice axis at
+        ``through_plane_mm``, ``H, W`` are in-plane at ``in_plane_mm``. ``mask`` is bool
+        ``(D, H, W)`` (``(B, D, H, W)``), ``True`` = foreground. ``view`` is the
+        :class:`View` (plane, axes, output affine); ``view.index`` is NeuroVFM's integer.
 
     Raises:
         PreparationError: Unknown mode, volumes on different grids, or a volume smaller than
@@ -300,7 +298,9 @@ def prepare_array(
     Args:
         array: ``(I, J, K)`` or ``(B, I, J, K)`` numpy array or torch tensor.
         affine: (4, 4) voxel→world matrix of the spatial axes.
-        mode, slice_axis, settings: As in :func:`prepare_for_inference`.
+        mode: As in :func:`prepare_for_inference`.
+        slice_axis: As in :func:`prepare_for_inference`.
+        settings: As in :func:`prepare_for_inference`.
         device: Torch device; ``None`` keeps numpy on numpy and a tensor on its device.
         source: File named in error messages.
 

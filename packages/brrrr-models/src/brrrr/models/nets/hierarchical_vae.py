@@ -61,10 +61,12 @@ __all__ = [
 class HierarchicalVAEConfig:
     """Configuration of :class:`HierarchicalVAE`.
 
+    The fields ``grid_shape``, ``in_channels``, ``channels``, ``dilations``,
+    ``blocks_per_stage``, ``bottleneck_channels``, ``decoder_output``, ``metadata_dim``,
+    ``metadata_embedding_dim``, ``norm_groups`` and ``logvar_limit`` mean what they mean in
+    :class:`BetaVAEConfig`.
+
     Attributes:
-        grid_shape, in_channels, channels, dilations, blocks_per_stage, bottleneck_channels,
-        decoder_output, metadata_dim, metadata_embedding_dim, norm_groups, logvar_limit: as in
-            :class:`BetaVAEConfig`.
         top_latent_dim: Size of the global top latent.
         bottom_stage: Encoder stage whose grid carries the bottom latent (1 = half resolution).
         bottom_latent_channels: Channels of the spatial bottom latent.
