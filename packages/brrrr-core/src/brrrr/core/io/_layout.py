@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
 
+from brrrr.core.errors import VolumeTooLargeError
+
 __all__ = ["arrange_fortran", "convert", "result_dtype"]
+
+
+def check_voxel_count(
+    shape: Sequence[int], max_voxels: int | None, *, path: str | os.PathLike[str] | None
+) -> int:
+    """The number of voxels a header declares; refused above ``max_voxels``.
+
+    Called before anything is allocated or decoded.
+
+    Raises:
+        VolumeTooLargeError: More than ``max_voxels`` voxels.
+    """
+    n_voxels = int(np.prod(shape, dtype=np.int64))
+    if max_voxels is not None and n_voxels > max_voxels:
+        raise VolumeTooLargeError(
+            f"header declares {n_voxels:,} voxels {tuple(shape)}, more than "
+            f"max_voxels={max_voxels:,}; nothing was allocated",
+            path=path,
+        )
+    return n_voxels
 
 
 def result_dtype(disk: np.dtype, *, scaled: bool, requested: np.dtype | None) -> np.dtype:

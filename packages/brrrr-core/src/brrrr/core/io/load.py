@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from brrrr.core.errors import BrrrrError, UnsupportedFormatError, VolumeReadError, VolumeWriteError
+from brrrr.core.io._layout import check_voxel_count
 from brrrr.core.io._source import open_source
 from brrrr.core.io.mgh import is_mgh_header, read_mgh, write_mgh
 from brrrr.core.io.nifti import is_nifti_header, read_nifti, write_nifti
@@ -124,14 +125,7 @@ def _load_with_nibabel(path: Path, *, max_voxels: int | None) -> Volume:
         shape = tuple(getattr(image, "shape", ()))
     except Exception as exc:
         raise VolumeReadError(f"nibabel cannot read this file: {exc}", path=path) from None
-    n_voxels = int(np.prod(shape, dtype=np.int64))
-    if max_voxels is not None and n_voxels > max_voxels:
-        from brrrr.core.errors import VolumeTooLargeError
-
-        raise VolumeTooLargeError(
-            f"header declares {n_voxels:,} voxels {shape}, more than max_voxels={max_voxels:,}",
-            path=path,
-        )
+    check_voxel_count(shape, max_voxels, path=path)
     try:
         volume = Volume.from_nibabel(image, source=path)
     except BrrrrError:

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 from nibabel.freesurfer.mghformat import MGHHeader, MGHImage
 
-from brrrr.core.errors import GeometryError, VolumeReadError, VolumeTooLargeError, VolumeWriteError
+from brrrr.core.errors import GeometryError, VolumeReadError, VolumeWriteError
 from brrrr.core.geometry import check_affine
 from brrrr.core.io._atomic import atomic_write
-from brrrr.core.io._layout import arrange_fortran, convert, result_dtype
+from brrrr.core.io._layout import arrange_fortran, check_voxel_count, convert, result_dtype
 from brrrr.core.io._source import RawSource
 from brrrr.core.volume import Volume
 
@@ -51,12 +51,7 @@ def read_mgh(
         shape = shape[:3]  # MGH always stores a frame count; one frame is a 3D volume
     if min(shape) <= 0:
         raise VolumeReadError(f"zero-length or negative dimension in shape {shape}", path=src.name)
-    n_voxels = int(np.prod(shape, dtype=np.int64))
-    if max_voxels is not None and n_voxels > max_voxels:
-        raise VolumeTooLargeError(
-            f"header declares {n_voxels:,} voxels {shape}, more than max_voxels={max_voxels:,}",
-            path=src.name,
-        )
+    n_voxels = check_voxel_count(shape, max_voxels, path=src.name)
     try:
         affine = check_affine(header.get_affine())
     except GeometryError as exc:

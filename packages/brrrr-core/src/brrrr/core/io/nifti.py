@@ -27,12 +27,11 @@ from brrrr.core.errors import (
     GeometryError,
     UnsupportedFormatError,
     VolumeReadError,
-    VolumeTooLargeError,
     VolumeWriteError,
 )
 from brrrr.core.geometry import check_affine
 from brrrr.core.io._atomic import atomic_write
-from brrrr.core.io._layout import arrange_fortran, convert, result_dtype
+from brrrr.core.io._layout import arrange_fortran, check_voxel_count, convert, result_dtype
 from brrrr.core.io._source import RawSource
 from brrrr.core.volume import Volume
 
@@ -154,12 +153,7 @@ def read_nifti(
     """
     header = _parse_header(src)
     shape = _shape(header, src.name)
-    n_voxels = int(np.prod(shape, dtype=np.int64))
-    if max_voxels is not None and n_voxels > max_voxels:
-        raise VolumeTooLargeError(
-            f"header declares {n_voxels:,} voxels {shape}, more than max_voxels={max_voxels:,}",
-            path=src.name,
-        )
+    n_voxels = check_voxel_count(shape, max_voxels, path=src.name)
     try:
         disk_dtype = header.get_data_dtype()
     except Exception as exc:
