@@ -15,14 +15,13 @@ import gzip
 import json
 import os
 import platform
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from _timing import median_seconds
 from isal import isal_zlib
 
 from brrrr.core import load_volume, samples, save_volume
@@ -37,16 +36,6 @@ def make_input(folder: Path) -> Path:
     volume = samples.phantom(shape=SHAPE, spacing=1.0, noise=0.03, seed=1)
     save_volume(volume, path)
     return path
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: page cache, lazy imports
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -35,7 +35,6 @@ import gzip
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 import warnings
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _timing import median_seconds
 from isal import isal_zlib
 
 from brrrr.core import Volume, load_volume, samples, save_volume
@@ -84,16 +84,6 @@ def make_input(folder: Path) -> Path:
     path = folder / "mni_t1_256x256x180.nii.gz"
     save_volume(Volume(voxels, affine), path)
     return path
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: page cache, lazy imports
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def monai_pipeline() -> Any:
