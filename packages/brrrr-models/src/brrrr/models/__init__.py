@@ -6,10 +6,16 @@ Subpackages:
     pointnet: farthest-point sampling, ball query, set abstraction, random Fourier features.
     losses: KL, reconstruction NLL, masked MSE, Chamfer, Sinkhorn divergence.
     nets: the three networks and their objectives.
+    training: Lightning modules, DataModules over brrrr-preprocess caches, KL controller,
+        snapshot ensembles, resumable runs (extra ``brrrr-models[lightning]``; import
+        ``brrrr.models.training`` explicitly).
+    evaluation: reconstruction error, ECE, improved precision/recall, ensemble inference,
+        latent traversals and plots.
 
 Modules:
     export: ONNX export of encoders and decoders, checked with onnxruntime.
     hub: save/load as safetensors + JSON config, locally or on the Hugging Face Hub.
+    cli: ``brrrr train vae|hvae|pointvae --config FILE`` and ``brrrr generate``.
 """
 
 from brrrr.models.export import OnnxExport, export_onnx

@@ -1,0 +1,130 @@
+"""KL controller (schedules, target-KL PI control) and the snapshot ensemble."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from brrrr.models.errors import ModelConfigError
+from brrrr.models.evaluation import ensemble_predict, load_ensemble
+from brrrr.models.training import (
+    BetaVAEModule,
+    KLConfig,
+    KLController,
+    MapDataModule,
+    OptimConfig,
+    SnapshotConfig,
+    SnapshotEnsemble,
+    SplitConfig,
+    kl_schedule,
+)
+from brrrr.models.training.samples import synthetic_peaks, toy_template
+from brrrr.preprocess.kernels import Gaussian
+
+
+def test_open_loop_schedules() -> None:
+    linear = KLConfig(mode="linear", beta=2.0, beta_start=0.0, warmup_steps=10)
+    assert [kl_schedule(linear, t) for t in (0, 5, 10, 50)] == [0.0, 1.0, 2.0, 2.0]
+    cyclical = KLConfig(mode="cyclical", beta=1.0, warmup_steps=8)
+    values = [kl_schedule(cyclical, t) for t in range(10)]
+    assert values[:6] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert values[8:] == [0.0, 0.25]
+    assert kl_schedule(KLConfig(mode="constant", beta=3.0), 99) == 3.0
+
+
+def test_target_controller_moves_beta_towards_the_target() -> None:
+    config = KLConfig(mode="target", beta=1.0, target_kl=10.0, kp=0.5, ki=0.1)
+    high = KLController(config)
+    assert high.update(20.0) > 1.0  # KL above target: more pressure
+    first = high.beta
+    assert high.update(20.0) > first  # the integral keeps pushing
+    low = KLController(config)
+    assert low.update(2.0) < 1.0
+    at = KLController(config)
+    assert math.isclose(at.update(10.0), 1.0)
+    bounded = KLController(KLConfig(mode="target", target_kl=1.0, kp=50.0, beta_max=4.0))
+    assert bounded.update(1e6) == 4.0
+    restored = KLController(config)
+    restored.load_state_dict(high.state_dict())
+    assert restored.beta == high.beta
+    assert restored.integral == high.integral
+    with pytest.raises(ModelConfigError, match="target_kl"):
+        KLConfig(mode="target")
+
+
+def test_snapshot_learning_rate_is_a_restarted_cosine() -> None:
+    callback = SnapshotEnsemble(
+        "unused", config=SnapshotConfig(n_snapshots=2, cycle_steps=4, lr_min=0.1), lr_max=1.1
+    )
+    lrs = [callback.learning_rate(t) for t in range(9)]
+    assert lrs[0] == lrs[4] == lrs[8] == pytest.approx(1.1)
+    assert lrs[2] == pytest.approx(0.6)
+    assert lrs[0] > lrs[1] > lrs[2] > lrs[3] > 0.1
+
+
+def test_snapshot_ensemble_gives_k_models_and_epistemic_variance(tmp_path: Path) -> None:
+    peaks, groups = synthetic_peaks(n_studies=8, analyses_per_study=2)
+    dm = MapDataModule.from_peaks(
+        peaks,
+        groups=groups,
+        cache_dir=tmp_path / "cache",
+        kernel=Gaussian(fwhm_mm=25),
+        template=toy_template(),
+        split=SplitConfig(0.25, 0.0),
+        batch_size=4,
+    )
+    module = BetaVAEModule(
+        {
+            "grid_shape": toy_template().shape,
+            "channels": (8, 8),
+            "dilations": (1,),
+            "latent_dim": 4,
+            "bottleneck_channels": 8,
+            "decoder_output": "mean_logvar",
+        },
+        optim=OptimConfig(lr=5e-3),
+    )
+    snapshots = SnapshotEnsemble(
+        tmp_path / "snapshots", config=SnapshotConfig(n_snapshots=3, cycle_steps=3), lr_max=5e-3
+    )
+    kl = KLController(KLConfig(mode="linear", beta=1.0, warmup_steps=4))
+    lrs: list[float] = []
+
+    class RecordLR(L.Callback):
+        def on_before_optimizer_step(self, trainer: L.Trainer, *args: object) -> None:
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])  # the lr the step uses
+
+    L.Trainer(
+        max_steps=12,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
+        callbacks=[kl, snapshots, RecordLR()],
+    ).fit(module, datamodule=dm)
+    assert snapshots.saved == ["snapshot-02", "snapshot-03", "snapshot-04"]  # the last K kept
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == snapshots.saved
+    assert lrs[0] == pytest.approx(5e-3)
+    assert lrs[3] == pytest.approx(5e-3)
+    assert lrs[2] < lrs[1]
+    assert module.beta == 1.0
+    members = load_ensemble(tmp_path / "snapshots")
+    x = torch.stack([dm.dataset("val")[i]["x"] for i in range(2)])
+    prediction = ensemble_predict(members, x)
+    assert prediction.mean.shape == x.shape == prediction.epistemic_variance.shape
+    torch.testing.assert_close(prediction.mean, prediction.members.mean(dim=0))
+    torch.testing.assert_close(
+        prediction.epistemic_variance, prediction.members.var(dim=0, unbiased=False)
+    )
+    assert float(prediction.epistemic_variance.mean()) > 0  # the members differ
+    assert prediction.aleatoric_variance is not None
+    torch.testing.assert_close(
+        prediction.total_variance, prediction.epistemic_variance + prediction.aleatoric_variance
+    )
