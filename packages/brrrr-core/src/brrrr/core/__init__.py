@@ -7,8 +7,31 @@ Example:
     'LPS'
 """
 
-from brrrr.core.io import load_volume, save_volume
-from brrrr.core.volume import Volume
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from brrrr.core.io import load_volume, save_volume
+    from brrrr.core.volume import Volume
 
 __all__ = ["Volume", "load_volume", "save_volume"]
 __version__ = "0.1.0"
+
+# Imported on first use (PEP 562): the `brrrr` command imports `brrrr.core.cli` on
+# every start, and should not pay for nibabel and pydicom unless a command reads data.
+_LAZY = {
+    "Volume": "brrrr.core.volume",
+    "load_volume": "brrrr.core.io",
+    "save_volume": "brrrr.core.io",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'brrrr.core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -15,10 +15,35 @@ Example:
     >>> ds = load_bids("ds004884", level="session")  # doctest: +SKIP
 """
 
-from brrrr.ingest.bids import load_bids
-from brrrr.ingest.hub import push
-from brrrr.ingest.shards import to_hf
-from brrrr.ingest.validate import validate
-from brrrr.ingest.verify import verify
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from brrrr.ingest.bids import load_bids
+    from brrrr.ingest.hub import push
+    from brrrr.ingest.shards import to_hf
+    from brrrr.ingest.validate import validate
+    from brrrr.ingest.verify import verify
 
 __all__ = ["load_bids", "push", "to_hf", "validate", "verify"]
+
+# Imported on first use (PEP 562), so that the `brrrr` command starts without
+# importing pybids, datasets and nibabel for commands that do not need them.
+_LAZY = {
+    "load_bids": "brrrr.ingest.bids",
+    "push": "brrrr.ingest.hub",
+    "to_hf": "brrrr.ingest.shards",
+    "validate": "brrrr.ingest.validate",
+    "verify": "brrrr.ingest.verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'brrrr.ingest' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

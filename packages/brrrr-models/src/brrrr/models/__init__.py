@@ -18,21 +18,51 @@ Modules:
     cli: ``brrrr train vae|hvae|pointvae --config FILE`` and ``brrrr generate``.
 """
 
-from brrrr.models.export import OnnxExport, export_onnx
-from brrrr.models.hub import HubMixin
-from brrrr.models.nets import (
-    BetaVAE,
-    BetaVAEConfig,
-    HierarchicalVAE,
-    HierarchicalVAEConfig,
-    HierarchicalVAEOutput,
-    PointVAE,
-    PointVAEConfig,
-    VAEOutput,
-    beta_vae_loss,
-    hierarchical_vae_loss,
-    point_vae_loss,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from brrrr.models.export import OnnxExport, export_onnx
+    from brrrr.models.hub import HubMixin
+    from brrrr.models.nets import (
+        BetaVAE,
+        BetaVAEConfig,
+        HierarchicalVAE,
+        HierarchicalVAEConfig,
+        HierarchicalVAEOutput,
+        PointVAE,
+        PointVAEConfig,
+        VAEOutput,
+        beta_vae_loss,
+        hierarchical_vae_loss,
+        point_vae_loss,
+    )
+
+# The names below are imported on first use (PEP 562), so that `brrrr --help` and
+# every other command do not pay for importing torch through this package.
+_LAZY = {
+    "OnnxExport": "brrrr.models.export",
+    "export_onnx": "brrrr.models.export",
+    "HubMixin": "brrrr.models.hub",
+    **{
+        name: "brrrr.models.nets"
+        for name in (
+            "BetaVAE",
+            "BetaVAEConfig",
+            "HierarchicalVAE",
+            "HierarchicalVAEConfig",
+            "HierarchicalVAEOutput",
+            "PointVAE",
+            "PointVAEConfig",
+            "VAEOutput",
+            "beta_vae_loss",
+            "hierarchical_vae_loss",
+            "point_vae_loss",
+        )
+    },
+}
 
 __all__ = [
     "BetaVAE",
@@ -50,3 +80,12 @@ __all__ = [
     "hierarchical_vae_loss",
     "point_vae_loss",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'brrrr.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
