@@ -122,3 +122,16 @@ def test_sample_command_writes_and_reads_every_format(tmp_path: Path) -> None:
     assert "mgh" in result.output
     # Running it twice is fine (idempotent).
     assert runner.invoke(build_app(), ["sample", str(out), "--spacing", "8"]).exit_code == 0
+
+
+def test_start_up_imports_no_heavy_library() -> None:
+    # Every `brrrr` invocation builds the app from all installed plugins; none of
+    # them may pull in torch, nibabel or pybids before a command needs them.
+    code = (
+        "import sys; from brrrr.core.cli import build_app; build_app(); "
+        "print(sorted(m for m in ('torch', 'nibabel', 'bids', 'datasets') if m in sys.modules))"
+    )
+    process = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert process.stdout.strip() == "[]"

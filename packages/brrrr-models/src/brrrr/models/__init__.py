@@ -40,28 +40,13 @@ if TYPE_CHECKING:
         point_vae_loss,
     )
 
-# The names below are imported on first use (PEP 562), so that `brrrr --help` and
-# every other command do not pay for importing torch through this package.
+# The public names are imported on first use (PEP 562), so that `brrrr --help` and
+# every other command do not pay for importing torch through this package. Names not
+# listed here come from `brrrr.models.nets`.
 _LAZY = {
     "OnnxExport": "brrrr.models.export",
     "export_onnx": "brrrr.models.export",
     "HubMixin": "brrrr.models.hub",
-    **{
-        name: "brrrr.models.nets"
-        for name in (
-            "BetaVAE",
-            "BetaVAEConfig",
-            "HierarchicalVAE",
-            "HierarchicalVAEConfig",
-            "HierarchicalVAEOutput",
-            "PointVAE",
-            "PointVAEConfig",
-            "VAEOutput",
-            "beta_vae_loss",
-            "hierarchical_vae_loss",
-            "point_vae_loss",
-        )
-    },
 }
 
 __all__ = [
@@ -83,9 +68,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    if name not in __all__:
         raise AttributeError(f"module 'brrrr.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(_LAZY.get(name, "brrrr.models.nets")), name)
     globals()[name] = value
     return value

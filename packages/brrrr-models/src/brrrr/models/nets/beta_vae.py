@@ -29,17 +29,14 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import nn
 
 from brrrr.models.blocks.adversary import NuisanceAdversary
 from brrrr.models.blocks.decoder import ResNetDecoder3d
-from brrrr.models.blocks.encoder import ResNetEncoder3d
-from brrrr.models.blocks.metadata import MetadataEncoder, MetadataImputationHead
+from brrrr.models.blocks.metadata import MetadataImputationHead
 from brrrr.models.errors import ModelConfigError
 from brrrr.models.export import OnnxGraph, example_metadata, metadata_kwargs
 from brrrr.models.hub import HubMixin
@@ -48,6 +45,7 @@ from brrrr.models.layers.padding import crop_to_shape, pad_to_multiple, padded_s
 from brrrr.models.losses.kl import kl_standard_normal
 from brrrr.models.losses.masked import masked_mse
 from brrrr.models.losses.reconstruction import gaussian_nll
+from brrrr.models.nets._trunk import ConditionedVolumeTrunk
 from brrrr.models.nets.output import VAEOutput
 
 __all__ = ["BetaVAE", "BetaVAEConfig", "beta_vae_loss"]
@@ -122,7 +120,7 @@ class BetaVAEConfig:
         return tuple(side // self.total_stride for side in self.padded_shape)
 
 
-class BetaVAE(nn.Module, HubMixin):
+class BetaVAE(ConditionedVolumeTrunk, HubMixin):
     """Conditional 3D β-VAE; ``forward`` returns a :class:`VAEOutput`.
 
     Args:
@@ -134,27 +132,12 @@ class BetaVAE(nn.Module, HubMixin):
     def __init__(self, config: BetaVAEConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or BetaVAEConfig()
-        cond_dim = config.metadata_embedding_dim if config.metadata_dim > 0 else 0
-        self.metadata_encoder = (
-            MetadataEncoder(config.metadata_dim, embedding_dim=cond_dim) if cond_dim else None
-        )
-        trunk = {
-            "channels": config.channels,
-            "dilations": config.dilations,
-            "blocks_per_stage": config.blocks_per_stage,
-            "cond_dim": cond_dim,
-            "norm_groups": config.norm_groups,
-        }
-        self.encoder = ResNetEncoder3d(config.in_channels, **trunk)  # type: ignore[arg-type]
-        self.to_bottleneck = nn.Conv3d(config.channels[-1], config.bottleneck_channels, 1)
-        flat = config.bottleneck_channels * math.prod(config.bottom_shape)
+        trunk, flat = self.build_trunk(config, latent_dim=config.latent_dim)
         self.posterior = GaussianHead(
             flat, latent_dim=config.latent_dim, logvar_limit=config.logvar_limit
         )
-        self.from_latent = nn.Linear(config.latent_dim, flat)
-        self.from_bottleneck = nn.Conv3d(config.bottleneck_channels, config.channels[-1], 1)
         out_channels = config.in_channels * (2 if config.decoder_output == "mean_logvar" else 1)
-        self.decoder = ResNetDecoder3d(out_channels, **trunk)  # type: ignore[arg-type]
+        self.decoder = ResNetDecoder3d(out_channels, **trunk)
         self.imputation = (
             MetadataImputationHead(
                 flat, metadata_dim=config.metadata_dim, hidden_dim=config.hidden_dim
@@ -172,22 +155,6 @@ class BetaVAE(nn.Module, HubMixin):
             if config.nuisance_dim > 0
             else None
         )
-
-    def condition(
-        self, metadata: torch.Tensor | None, metadata_mask: torch.Tensor | None
-    ) -> torch.Tensor | None:
-        """Embed metadata for FiLM; ``None`` when the model or the call has no metadata.
-
-        Args:
-            metadata: ``(B, M)`` values (missing ones may be NaN).
-            metadata_mask: ``(B, M)`` true where observed (``None``: where finite).
-
-        Returns:
-            ``(B, E)`` embedding or ``None``.
-        """
-        if self.metadata_encoder is None or metadata is None:
-            return None
-        return self.metadata_encoder(metadata, metadata_mask)
 
     def _features(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         h = self.encoder(pad_to_multiple(x, multiple=self.config.total_stride), cond)[-1]

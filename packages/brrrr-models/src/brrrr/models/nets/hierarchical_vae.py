@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,8 +38,6 @@ import torch
 from torch import nn
 
 from brrrr.models.blocks.decoder import ResNetDecoder3d
-from brrrr.models.blocks.encoder import ResNetEncoder3d
-from brrrr.models.blocks.metadata import MetadataEncoder
 from brrrr.models.errors import ModelConfigError
 from brrrr.models.export import OnnxGraph, example_metadata, metadata_kwargs
 from brrrr.models.hub import HubMixin
@@ -48,6 +45,7 @@ from brrrr.models.layers.gaussian import GaussianHead, reparameterize, soft_clam
 from brrrr.models.layers.padding import crop_to_shape, pad_to_multiple, padded_shape
 from brrrr.models.losses.kl import kl_normal, kl_standard_normal
 from brrrr.models.losses.reconstruction import gaussian_nll
+from brrrr.models.nets._trunk import ConditionedVolumeTrunk
 
 __all__ = [
     "HierarchicalVAE",
@@ -166,7 +164,7 @@ def _gaussian_conv(in_channels: int, hidden: int, latent_channels: int) -> nn.Se
     )
 
 
-class HierarchicalVAE(nn.Module, HubMixin):
+class HierarchicalVAE(ConditionedVolumeTrunk, HubMixin):
     """Two-level 3D VAE; ``forward`` returns a :class:`HierarchicalVAEOutput`.
 
     Args:
@@ -178,40 +176,17 @@ class HierarchicalVAE(nn.Module, HubMixin):
     def __init__(self, config: HierarchicalVAEConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or HierarchicalVAEConfig()
-        cond_dim = config.metadata_embedding_dim if config.metadata_dim > 0 else 0
-        self.metadata_encoder = (
-            MetadataEncoder(config.metadata_dim, embedding_dim=cond_dim) if cond_dim else None
-        )
-        trunk = {
-            "channels": config.channels,
-            "dilations": config.dilations,
-            "blocks_per_stage": config.blocks_per_stage,
-            "cond_dim": cond_dim,
-            "norm_groups": config.norm_groups,
-        }
-        self.encoder = ResNetEncoder3d(config.in_channels, **trunk)  # type: ignore[arg-type]
-        self.to_bottleneck = nn.Conv3d(config.channels[-1], config.bottleneck_channels, 1)
-        flat = config.bottleneck_channels * math.prod(config.bottom_shape)
+        trunk, flat = self.build_trunk(config, latent_dim=config.top_latent_dim)
         self.top_posterior = GaussianHead(
             flat, latent_dim=config.top_latent_dim, logvar_limit=config.logvar_limit
         )
-        self.from_latent = nn.Linear(config.top_latent_dim, flat)
-        self.from_bottleneck = nn.Conv3d(config.bottleneck_channels, config.channels[-1], 1)
-        self.top_decoder = ResNetDecoder3d(0, stop_stage=config.bottom_stage, **trunk)  # type: ignore[arg-type]
+        self.top_decoder = ResNetDecoder3d(0, stop_stage=config.bottom_stage, **trunk)
         mid = config.channels[config.bottom_stage]
         self.bottom_posterior = _gaussian_conv(2 * mid, mid, config.bottom_latent_channels)
         self.bottom_prior = _gaussian_conv(mid, mid, config.bottom_latent_channels)
         self.from_bottom = nn.Conv3d(config.bottom_latent_channels, mid, 1)
         out_channels = config.in_channels * (2 if config.decoder_output == "mean_logvar" else 1)
-        self.high_decoder = ResNetDecoder3d(out_channels, start_stage=config.bottom_stage, **trunk)  # type: ignore[arg-type]
-
-    def condition(
-        self, metadata: torch.Tensor | None, metadata_mask: torch.Tensor | None
-    ) -> torch.Tensor | None:
-        """Embed metadata for FiLM (``None`` without metadata); see :meth:`BetaVAE.condition`."""
-        if self.metadata_encoder is None or metadata is None:
-            return None
-        return self.metadata_encoder(metadata, metadata_mask)
+        self.high_decoder = ResNetDecoder3d(out_channels, start_stage=config.bottom_stage, **trunk)
 
     def _sg(self, x: torch.Tensor) -> torch.Tensor:
         return x.detach() if self.config.stop_gradient == "skips" else x
