@@ -263,6 +263,51 @@ def test_layouts_outputs_and_dtypes_agree(subset, brain):
         peaks_to_maps(peaks, kernel=ALE(fwhm_mm=10), template=brain, dtype="uint8")
 
 
+@pytest.mark.parametrize(
+    "kernel",
+    [
+        MKDA(),
+        MKDA(radius_mm=6, value=2.5),
+        KDA(radius_mm=8, value=0.5),
+        ALE(fwhm_mm=10),
+        Gaussian(),
+    ],
+    ids=["mkda", "mkda-v2.5", "kda-v0.5", "ale", "gaussian"],
+)
+@pytest.mark.parametrize("threads", [1, 3])
+def test_sparse_equals_dense(subset, brain, kernel, threads, monkeypatch):
+    """CSR output built study by study equals the dense maps: sorted, no explicit zeros."""
+    from brrrr.preprocess.kernels import _apply
+
+    peaks = PeakTable.from_nimare(subset)
+    before = torch.get_num_threads()
+    monkeypatch.setattr(_apply, "_SPARSE_BLOCK_ENTRIES", 50_000)  # several blocks
+    try:
+        torch.set_num_threads(threads)
+        sparse = peaks_to_maps(peaks, kernel=kernel, template=brain, output="sparse")
+        dense = peaks_to_maps(peaks, kernel=kernel, template=brain).numpy()
+        grid = peaks_to_maps(peaks, kernel=kernel, template=brain, layout="grid", output="sparse")
+    finally:
+        torch.set_num_threads(before)
+    assert sparse.has_sorted_indices
+    assert np.all(sparse.data != 0)
+    assert sparse.nnz == np.count_nonzero(dense)
+    assert np.array_equal(sparse.toarray(), dense)
+    assert np.array_equal(grid.toarray().reshape(len(peaks), *brain.shape), brain.unmask(dense))
+
+
+def test_sparse_per_study_ale_and_uint8(studyset, brain):
+    """Several stencil groups (one per sample size) and uint8 counts, sparse vs dense."""
+    peaks = PeakTable.from_nimare(studyset)
+    kernel = ALE(fwhm_if_unknown_mm=9.0)
+    sparse = peaks_to_maps(peaks, kernel=kernel, template=brain, output="sparse")
+    assert np.array_equal(sparse.toarray(), peaks_to_maps(peaks, kernel=kernel, template=brain))
+    counts = peaks_to_maps(peaks, kernel=KDA(), template=brain, output="sparse", dtype="uint8")
+    assert counts.dtype == np.uint8
+    dense = peaks_to_maps(peaks, kernel=KDA(), template=brain, dtype="uint8").numpy()
+    assert np.array_equal(counts.toarray(), dense)
+
+
 def test_thread_split_changes_nothing(subset, brain):
     peaks = PeakTable.from_nimare(subset)
     before = torch.get_num_threads()

@@ -1,12 +1,17 @@
-"""Stamp kernels at peaks: many studies at once, in torch, on CPU or CUDA (same code).
+"""Stamp kernels at peaks: many studies at once, on CPU (compiled loops) or CUDA (torch).
 
-How it is fast: every peak's voxel index is computed once (NiMARE's rounding), the stencil is
+Shared plan: every peak's voxel index is computed once (NiMARE's rounding), the stencil is
 flattened once into offsets on a zero-padded copy of the grid (so no bounds checks), and a
-lookup table maps each padded-grid position to its output column (or to a dump slot when it
-falls outside the grid or the mask). A chunk of peaks then becomes one index array
-``lut[peak + offsets] + row * V`` and one scatter (fill for spheres, max for Gaussians, add
-for KDA) into the output, which is allocated once. Chunks hold ~256 k entries so the
-intermediate arrays stay in cache.
+lookup table maps each padded-grid position to its output column (or to nothing when it falls
+outside the grid or the mask).
+
+CPU: numba loops (:mod:`._stamp_cpu`) walk each peak's stencil as runs of consecutive voxels,
+one Python thread per part of the study rows (parts never share an output row). Sparse output
+is built study by study in a cache-resident scratch row.
+
+CUDA: a chunk of peaks becomes one index array ``lut[peak + offsets] + row * V`` and one
+scatter (fill for spheres, max for Gaussians, add for KDA) into the output, allocated once;
+sparse output goes through a dense block and ``nonzero``.
 """
 
 from __future__ import annotations
@@ -78,6 +83,72 @@ class _Plan:
     dtype: torch.dtype
     device: torch.device
     n_peaks: int
+    cpu: _CpuPlan | None = None  # set on the CPU
+
+
+@dataclass(frozen=True, eq=False)
+class _CpuPlan:
+    """Every group's peaks merged in study-row order, stencils as runs, for the CPU loops."""
+
+    lut: np.ndarray  # (padded voxels,) int32 packed: column + 1 and kept-run length
+    bases: np.ndarray  # (n,) int64 padded-grid position of each peak
+    rows: np.ndarray  # (n,) int64 study row, ascending
+    stencil: np.ndarray  # (n,) int64 stencil of each peak
+    run_ptr: np.ndarray  # (G + 1,) int64: stencil g is runs run_ptr[g]:run_ptr[g + 1]
+    run_start: np.ndarray  # (R,) int64 flat offset of each run's first voxel
+    run_length: np.ndarray  # (R,) int64
+    run_value: np.ndarray  # (R,) int64 index of each run's first value in ``values``
+    values: np.ndarray  # (sum K,) float32 or uint8
+    modes: np.ndarray  # (G,) int64 fill / max / sum, per stencil
+    entries: np.ndarray  # (S,) int64 stamped entries per study row (upper bound of nonzeros)
+
+
+def _cpu_plan(
+    groups: list[_Group], lut: np.ndarray, row_length: int, combine: str, n_rows: int
+) -> _CpuPlan:
+    from brrrr.preprocess.kernels import _stamp_cpu
+
+    rows = np.concatenate([g.rows for g in groups]) if groups else np.zeros(0, np.int64)
+    order = np.argsort(rows, kind="stable")
+    entries = np.zeros(n_rows, dtype=np.int64)
+    runs = []
+    values = []
+    first_value = 0
+    for g in groups:
+        offsets = g.offsets.numpy()
+        entries += offsets.size * np.bincount(g.rows, minlength=n_rows)
+        start, length, value = _stamp_cpu.stencil_runs(offsets)
+        runs.append((start, length, value + first_value))
+        values.append(g.values.numpy()[: offsets.size])
+        first_value += offsets.size
+    modes = [
+        _stamp_cpu.SUM
+        if combine == "sum"
+        else _stamp_cpu.FILL
+        if g.constant is not None
+        else _stamp_cpu.MAX
+        for g in groups
+    ]
+    run_counts = [r[0].size for r in runs]
+
+    def joined(i: int) -> np.ndarray:
+        return np.concatenate([r[i] for r in runs]) if runs else np.zeros(0, np.int64)
+
+    return _CpuPlan(
+        lut=_stamp_cpu.pack_lookup(lut, row_length),
+        bases=np.concatenate([g.base.numpy() for g in groups])[order] if groups else rows,
+        rows=rows[order],
+        stencil=np.repeat(np.arange(len(groups), dtype=np.int64), [g.rows.size for g in groups])[
+            order
+        ],
+        run_ptr=np.concatenate([[0], np.cumsum(run_counts)]).astype(np.int64),
+        run_start=joined(0),
+        run_length=joined(1),
+        run_value=joined(2),
+        values=np.concatenate(values) if values else np.zeros(0, np.float32),
+        modes=np.asarray(modes, dtype=np.int64),
+        entries=entries,
+    )
 
 
 def _plan(
@@ -143,8 +214,9 @@ def _plan(
                 constant=constant,
             )
         )
+    flat_lut = lut.reshape(-1)
     return _Plan(
-        lut=torch.from_numpy(lut.reshape(-1)).to(torch_device),
+        lut=torch.from_numpy(flat_lut).to(torch_device),
         groups=plans,
         n_columns=n_columns,
         grid_shape=template.shape if layout == "grid" else None,
@@ -153,6 +225,9 @@ def _plan(
         dtype=torch.uint8 if dtype == "uint8" else torch.float32,
         device=torch_device,
         n_peaks=sum(int(g.base.numel()) for g in plans),
+        cpu=_cpu_plan(plans, flat_lut, int(padded[2]), combine, peaks.n_studies)
+        if torch_device.type == "cpu"
+        else None,
     )
 
 
@@ -240,7 +315,10 @@ def _render_rows(
     """Stamp rows ``start:stop``; row ``r`` goes to storage row ``r - row0``."""
     import torch
 
-    chunk = _CHUNK_ENTRIES_CPU if plan.device.type == "cpu" else _CHUNK_ENTRIES_CUDA
+    if plan.device.type == "cpu":
+        _render_rows_cpu(plan, storage, start, stop, row0, progress)
+        return
+    chunk = _CHUNK_ENTRIES_CUDA
     for group in plan.groups:
         first, last = np.searchsorted(group.rows, [start, stop])
         if first == last:
@@ -268,6 +346,35 @@ def _render_rows(
                 storage.scatter_reduce_(0, flat, values[: flat.numel()], "amax")
             if progress is not None:
                 progress.update(b - a)  # type: ignore[attr-defined]
+
+
+def _render_rows_cpu(
+    plan: _Plan, storage: torch.Tensor, start: int, stop: int, row0: int, progress: object
+) -> None:
+    """:func:`_render_rows` on the CPU: one compiled loop over the rows' peaks."""
+    from brrrr.preprocess.kernels import _stamp_cpu
+
+    cpu = plan.cpu
+    assert cpu is not None
+    first, last = np.searchsorted(cpu.rows, [start, stop])
+    if first == last:
+        return
+    _stamp_cpu.stamp_dense(
+        storage.numpy(),
+        cpu.lut,
+        cpu.bases[first:last],
+        cpu.rows[first:last] - row0,
+        cpu.stencil[first:last],
+        cpu.run_ptr,
+        cpu.run_start,
+        cpu.run_length,
+        cpu.run_value,
+        cpu.values,
+        cpu.modes,
+        plan.n_columns,
+    )
+    if progress is not None:
+        progress.update(last - first)  # type: ignore[attr-defined]
 
 
 def _shape_maps(plan: _Plan, storage: torch.Tensor, n_rows: int) -> torch.Tensor:
@@ -375,6 +482,8 @@ def _sparse(plan: _Plan, n_rows: int, batch_size: int, bar: object) -> scipy.spa
     import scipy.sparse
     import torch
 
+    if plan.device.type == "cpu":
+        return _sparse_cpu(plan, n_rows, bar)
     rows_per_block = max(1, min(batch_size, n_rows))
     block = _allocate(plan, rows_per_block)
     indptr = [np.zeros(1, dtype=np.int64)]
@@ -402,3 +511,112 @@ def _sparse(plan: _Plan, n_rows: int, batch_size: int, bar: object) -> scipy.spa
         ),
         shape=(n_rows, plan.n_columns),
     )
+
+
+#: Stamped entries (an upper bound of the nonzeros) held at once while building CSR on the CPU.
+_SPARSE_BLOCK_ENTRIES = 1 << 26
+
+
+def _sparse_cpu(plan: _Plan, n_rows: int, bar: object) -> scipy.sparse.csr_matrix:
+    """CSR maps built study by study in a scratch row (no dense block, no ``nonzero`` scan).
+
+    Studies go in blocks of at most :data:`_SPARSE_BLOCK_ENTRIES` stamped entries; within a
+    block, one row part per torch thread, each with its own scratch row, writing its studies'
+    pairs back to back from the start of its share of the block's arrays; the parts are then
+    closed up.
+    """
+    import scipy.sparse
+    import torch
+
+    from brrrr.preprocess.kernels import _stamp_cpu
+
+    cpu = plan.cpu
+    assert cpu is not None
+    threads = max(1, torch.get_num_threads())
+    scratches = [_stamp_cpu.scratch_row(plan.n_columns) for _ in range(threads)]
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    columns: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for start, stop in _sparse_blocks(cpu.entries):
+        block_bound = int(cpu.entries[start:stop].sum())
+        block_columns = np.empty(block_bound, dtype=np.int32)
+        block_values = np.empty(block_bound, dtype=np.float32)
+        nnz = np.zeros(stop - start, dtype=np.int64)
+        parts = _split_rows(plan, start, stop, threads)
+        part_starts = [int(cpu.entries[start:a].sum()) for a, _ in parts]
+
+        def run(
+            part: int, a: int, b: int, *, start: int, position: int, out: tuple[np.ndarray, ...]
+        ) -> int:
+            block_columns, block_values, nnz = out
+            scratch, touched = scratches[part]
+            first, last = np.searchsorted(cpu.rows, [a, b])
+            end = _stamp_cpu.stamp_sparse(
+                cpu.lut,
+                cpu.bases[first:last],
+                cpu.rows[first:last] - start,
+                cpu.stencil[first:last],
+                cpu.run_ptr,
+                cpu.run_start,
+                cpu.run_length,
+                cpu.run_value,
+                cpu.values.astype(np.float32, copy=False),
+                cpu.modes,
+                block_columns,
+                block_values,
+                position,
+                nnz,
+                scratch,
+                touched,
+            )
+            if bar is not None:
+                bar.update(last - first)  # type: ignore[attr-defined]
+            return int(end)
+
+        out = (block_columns, block_values, nnz)
+        if len(parts) <= 1:
+            ends = [run(0, start, stop, start=start, position=0, out=out)]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(parts), thread_name_prefix="brrrr-kernels") as pool:
+                futures = [
+                    pool.submit(run, i, a, b, start=start, position=part_starts[i], out=out)
+                    for i, (a, b) in enumerate(parts)
+                ]
+                ends = [future.result() for future in futures]
+        filled = ends[0] - part_starts[0]
+        for begin, end in zip(part_starts[1:], ends[1:], strict=True):
+            block_columns[filled : filled + end - begin] = block_columns[begin:end]
+            block_values[filled : filled + end - begin] = block_values[begin:end]
+            filled += end - begin
+        np.cumsum(nnz, out=indptr[start + 1 : stop + 1])
+        indptr[start + 1 : stop + 1] += indptr[start]
+        # Shrink in place (realloc: no copy) rather than hold the unused bound.
+        del out
+        block_columns.resize(filled, refcheck=False)
+        block_values.resize(filled, refcheck=False)
+        columns.append(block_columns)
+        values.append(block_values)
+    data = values[0] if len(values) == 1 else np.concatenate(values)
+    if plan.scale is not None:
+        data *= np.float32(plan.scale)
+    if plan.dtype == torch.uint8:
+        data = data.astype(np.uint8)
+    return scipy.sparse.csr_matrix(
+        (data, columns[0] if len(columns) == 1 else np.concatenate(columns), indptr),
+        shape=(n_rows, plan.n_columns),
+    )
+
+
+def _sparse_blocks(entries: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive study rows holding at most :data:`_SPARSE_BLOCK_ENTRIES` entries each."""
+    bounds = [0]
+    running = 0
+    for row, n in enumerate(entries.tolist()):
+        if running and running + n > _SPARSE_BLOCK_ENTRIES:
+            bounds.append(row)
+            running = 0
+        running += n
+    bounds.append(len(entries))
+    return list(itertools.pairwise(bounds))
