@@ -183,6 +183,17 @@ def stencil_runs(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return offsets[first].astype(np.int64), length, first
 
 
+@_jit
+def _pack(lut, row_length, packed):
+    run = 0
+    for i in range(lut.shape[0] - 1, -1, -1):  # backwards: runs count to their row's end
+        column = lut[i] if lut[i] > 0 else 0
+        if i % row_length == row_length - 1:
+            run = 0
+        run = run + 1 if column > 0 else 0
+        packed[i] = (column << RUN_BITS) | min(run, 255)
+
+
 def pack_lookup(lut: np.ndarray, row_length: int) -> np.ndarray:
     """The packed lookup table (see the module notes) from ``column + 1`` or negative.
 
@@ -193,16 +204,10 @@ def pack_lookup(lut: np.ndarray, row_length: int) -> np.ndarray:
     Returns:
         (P,) int32, or int64 when the columns need more than 23 bits.
     """
-    column = np.where(lut > 0, lut, 0).reshape(-1, row_length)
-    inside = column > 0
-    # Kept voxels from each position to the end of its run: count back from each row's end.
-    run = np.zeros(column.shape, dtype=np.int64)
-    for k in range(row_length - 1, -1, -1):
-        nxt = run[:, k + 1] if k + 1 < row_length else 0
-        run[:, k] = np.where(inside[:, k], nxt + 1, 0)
-    dtype = np.int32 if int(column.max(initial=0)) < (1 << (31 - RUN_BITS)) else np.int64
-    packed = (column << RUN_BITS) | np.minimum(run, 255)
-    return packed.reshape(-1).astype(dtype)
+    wide = int(lut.max(initial=0)) >= 1 << (31 - RUN_BITS)
+    packed = np.empty(lut.shape[0], dtype=np.int64 if wide else np.int32)
+    _pack(lut, row_length, packed)
+    return packed
 
 
 def scratch_row(n_columns: int) -> tuple[np.ndarray, np.ndarray]:
