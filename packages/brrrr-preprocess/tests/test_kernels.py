@@ -308,6 +308,27 @@ def test_sparse_per_study_ale_and_uint8(studyset, brain):
     assert np.array_equal(counts.toarray(), dense)
 
 
+@pytest.mark.parametrize("kernel", [MKDA(), KDA(), ALE(fwhm_mm=10)], ids=["mkda", "kda", "ale"])
+def test_torch_path_equals_compiled_path(subset, brain, kernel):
+    """The torch scatter path CUDA uses, run on CPU tensors, equals the compiled CPU loops."""
+    import dataclasses
+
+    from brrrr.preprocess.kernels import _apply
+
+    peaks = PeakTable.from_nimare(subset)
+    for layout in ("masked", "grid"):
+        plan = _apply._plan(peaks, kernel, brain, layout=layout, dtype="float32", device="cpu")
+        torch_plan = dataclasses.replace(plan, cpu=None)
+        maps = []
+        for p in (plan, torch_plan):
+            storage = _apply._allocate(p, len(peaks))
+            _apply._render(p, storage, 0, len(peaks), None)
+            maps.append(storage[1:])
+        assert torch.equal(maps[0], maps[1])
+        sparse = _apply._sparse(torch_plan, len(peaks), 7, None)
+        assert np.array_equal(sparse.toarray().reshape(-1), maps[0].numpy())
+
+
 def test_thread_split_changes_nothing(subset, brain):
     peaks = PeakTable.from_nimare(subset)
     before = torch.get_num_threads()

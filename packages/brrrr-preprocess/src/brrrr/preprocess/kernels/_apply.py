@@ -315,9 +315,10 @@ def _render_rows(
     """Stamp rows ``start:stop``; row ``r`` goes to storage row ``r - row0``."""
     import torch
 
-    if plan.device.type == "cpu":
+    if plan.cpu is not None:
         _render_rows_cpu(plan, storage, start, stop, row0, progress)
         return
+    # The torch path (CUDA; tests also run it on CPU tensors by dropping ``plan.cpu``).
     chunk = _CHUNK_ENTRIES_CUDA
     for group in plan.groups:
         first, last = np.searchsorted(group.rows, [start, stop])
@@ -482,7 +483,7 @@ def _sparse(plan: _Plan, n_rows: int, batch_size: int, bar: object) -> scipy.spa
     import scipy.sparse
     import torch
 
-    if plan.device.type == "cpu":
+    if plan.cpu is not None:
         return _sparse_cpu(plan, n_rows, bar)
     rows_per_block = max(1, min(batch_size, n_rows))
     block = _allocate(plan, rows_per_block)
