@@ -539,12 +539,15 @@ def _sparse_cpu(plan: _Plan, n_rows: int, bar: object) -> scipy.sparse.csr_matri
     columns: list[np.ndarray] = []
     values: list[np.ndarray] = []
     for start, stop in _sparse_blocks(cpu.entries):
-        block_bound = int(cpu.entries[start:stop].sum())
+        parts = _split_rows(plan, start, stop, threads)
+        slack = _stamp_cpu.SLACK
+        part_starts = [
+            int(cpu.entries[start:a].sum()) + i * slack for i, (a, _) in enumerate(parts)
+        ]
+        block_bound = int(cpu.entries[start:stop].sum()) + len(parts) * slack
         block_columns = np.empty(block_bound, dtype=np.int32)
         block_values = np.empty(block_bound, dtype=np.float32)
         nnz = np.zeros(stop - start, dtype=np.int64)
-        parts = _split_rows(plan, start, stop, threads)
-        part_starts = [int(cpu.entries[start:a].sum()) for a, _ in parts]
 
         def run(
             part: int, a: int, b: int, *, start: int, position: int, out: tuple[np.ndarray, ...]

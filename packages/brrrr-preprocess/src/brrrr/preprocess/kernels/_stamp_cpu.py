@@ -35,6 +35,10 @@ import numpy as np
 FILL, MAX, SUM = 0, 1, 2
 #: Bits of a lookup entry that hold the kept-run length.
 RUN_BITS = 8
+#: Spare output entries :func:`stamp_sparse` may write past its last pair.
+SLACK = 1
+#: log2 of the columns per touched flag in :func:`stamp_sparse` (flags are scanned 8 at a time).
+BLOCK_BITS = 3
 
 _jit: Any = numba.njit(nogil=True, cache=True, boundscheck=False)
 
@@ -106,13 +110,13 @@ def stamp_sparse(
     """Each study's map as sorted (column, value) pairs, nonzero values only.
 
     ``rows`` ascend; the studies' pairs are written back to back from ``out_*[position]``
-    and each study's count to ``nnz[row]``; returns the position after the last pair.
-    ``scratch`` (float32) and ``touched`` (uint8) come from :func:`scratch_row`: they span
-    the columns, start all zero and are left all zero.
+    and each study's count to ``nnz[row]``; returns the position after the last pair. The
+    output needs :data:`SLACK` spare entries after the room for every stamped entry.
+    ``scratch`` (float32, one per column) and ``touched`` (uint8, one per 8 columns) come from :func:`scratch_row`; they start all zero and are left all zero.
 
-    The touched columns come out in order by scanning ``touched`` 8 bytes at a time between
-    the study's lowest and highest column: ~10 µs per study on the MNI mask, where sorting
-    the ~30 k columns an ALE study touches took ~0.5 ms.
+    The nonzero columns come out in order by scanning the touched blocks between the study's
+    lowest and highest column: a few µs per study on the MNI mask, where sorting the ~30 k
+    columns an ALE study touches took ~0.5 ms.
     """
     n = bases.shape[0]
     words = touched.view(np.uint64)
@@ -148,23 +152,30 @@ def stamp_sparse(
                     else:
                         for u in range(inside):
                             scratch[c0 + u] = values[first + u]
-                    for u in range(inside):
-                        touched[c0 + u] = 1
+                    for b in range(c0 >> BLOCK_BITS, ((c0 + inside - 1) >> BLOCK_BITS) + 1):
+                        touched[b] = 1
                     t += inside
             p += 1
-        kept_here = 0
-        for w in range(low // 8, high // 8 + 1):
-            if words[w] != 0:
-                words[w] = 0
-                for c in range(8 * w, 8 * w + 8):
+        first_pair = position
+        # Eight flags (64 columns) per word: skip untouched stretches a word at a time.
+        for w in range(low >> (BLOCK_BITS + 3), (high >> (BLOCK_BITS + 3)) + 1):
+            flags = words[w]
+            if flags == 0:
+                continue
+            words[w] = 0
+            for j in range(8):
+                if (flags >> np.uint64(8 * j)) & np.uint64(255) == 0:
+                    continue
+                block = (w << 3) + j
+                for c in range(block << BLOCK_BITS, (block + 1) << BLOCK_BITS):
+                    # Branch-free: write every candidate, advance only past nonzeros (the
+                    # slot after the last pair may be scribbled on; see SLACK).
                     value = scratch[c]
-                    if value != 0:
-                        scratch[c] = 0
-                        out_columns[position] = c
-                        out_values[position] = value
-                        position += 1
-                        kept_here += 1
-        nnz[r] = kept_here
+                    scratch[c] = 0
+                    out_columns[position] = c
+                    out_values[position] = value
+                    position += value != 0
+        nnz[r] = position - first_pair
     return position
 
 
@@ -212,5 +223,8 @@ def pack_lookup(lut: np.ndarray, row_length: int) -> np.ndarray:
 
 def scratch_row(n_columns: int) -> tuple[np.ndarray, np.ndarray]:
     """A zeroed float32 scratch row and its ``touched`` flags for :func:`stamp_sparse`."""
-    padded = -(-n_columns // 8) * 8  # whole words for the scan
-    return np.zeros(padded, dtype=np.float32), np.zeros(padded, dtype=np.uint8)
+    words = -(-n_columns // (1 << (BLOCK_BITS + 3)))  # 8 flags a word
+    return (
+        np.zeros(words << (BLOCK_BITS + 3), dtype=np.float32),
+        np.zeros(words << 3, dtype=np.uint8),
+    )
