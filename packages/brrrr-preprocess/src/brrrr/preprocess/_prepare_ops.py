@@ -20,8 +20,13 @@ import numpy as np
 __all__ = [
     "NumpyOps",
     "Ops",
+    "ResamplePlan",
     "TorchOps",
+    "apply_pass",
+    "apply_views",
+    "blend_slices",
     "order_statistics",
+    "plan_resample",
     "resample_permuted",
     "sorted_percentiles",
 ]
@@ -30,7 +35,7 @@ __all__ = [
 _SNAP = 1e-6
 
 
-@dataclass
+@dataclass(frozen=True)
 class AxisOp:
     """How one output axis samples its input axis.
 
@@ -81,6 +86,85 @@ def axis_op(scale: float, offset: float, n_in: int, n_out: int) -> AxisOp:
     )
 
 
+@dataclass(frozen=True)
+class ResamplePlan:
+    """How :func:`resample_permuted` samples each output axis, and in which order.
+
+    Attributes:
+        src: The input spatial axis (0, 1, 2) each output axis moves along.
+        ops: The 1-D operation of each output axis.
+        views: Output axes done first, as views (slices) of the input.
+        passes: The other output axes, in the order their passes run.
+    """
+
+    src: tuple[int, int, int]
+    ops: tuple[AxisOp, AxisOp, AxisOp]
+    views: tuple[int, ...]
+    passes: tuple[int, ...]
+
+
+def plan_resample(
+    ops: Ops, vox2vox: np.ndarray, in_shape: Sequence[int], shape: tuple[int, int, int]
+) -> ResamplePlan:
+    """The plan of :func:`resample_permuted` (same arguments; ``in_shape`` is ``(I, J, K)``)."""
+    linear = vox2vox[:3, :3]
+    src = [int(np.argmax(np.abs(linear[:, a]))) for a in range(3)]
+    off_axis = np.abs(linear).sum(axis=0) - np.abs(linear[src, range(3)])
+    if sorted(src) != [0, 1, 2] or off_axis.max() > 1e-6 * np.abs(linear).max():
+        raise ValueError(f"the output grid is not axis-aligned with the input:\n{vox2vox}")
+    plans = [
+        axis_op(linear[src[a], a], vox2vox[src[a], 3], int(in_shape[src[a]]), shape[a])
+        for a in range(3)
+    ]
+    # Views first (free), then the passes that shrink the volume most, so later ones touch less.
+    views = [a for a, p in enumerate(plans) if p.kind == "slice" and ops.can_view(p.step)]
+    passes = sorted(
+        (a for a in range(3) if a not in views), key=lambda a: plans[a].n_out / plans[a].n_in
+    )
+    return ResamplePlan(
+        src=(src[0], src[1], src[2]),
+        ops=(plans[0], plans[1], plans[2]),
+        views=tuple(views),
+        passes=tuple(passes),
+    )
+
+
+def apply_views(ops: Ops, x: Any, plan: ResamplePlan, axes: Sequence[int]) -> Any:
+    """``x`` (permuted to the output's axis order) sliced along the view ``axes`` of ``plan``."""
+    for a in axes:
+        p = plan.ops[a]
+        stop = p.start + p.step * p.n_out
+        x = ops.slice(x, a + 1, p.start, None if stop < 0 else stop, p.step)
+    return x
+
+
+def apply_pass(ops: Ops, x: Any, p: AxisOp, a: int, fill: float) -> tuple[Any, bool]:
+    """One pass of :func:`resample_permuted` along output axis ``a``.
+
+    Returns:
+        The result, and whether it is a new array (not a view of ``x``).
+    """
+    if p.kind == "slice":  # a reversed slice, which torch cannot view
+        p = AxisOp("take", p.n_in, p.n_out, lo=p.start + p.step * np.arange(p.n_out))
+    assert p.lo is not None
+    if p.kind == "take":
+        x, is_view = ops.gather(x, p.lo, a + 1)
+        return x, not is_view
+    assert p.hi is not None
+    assert p.w_lo is not None
+    assert p.w_hi is not None
+    if a == 0 and isinstance(ops, NumpyOps):
+        return _first_axis_by_slices(x, p, fill), True
+    low, is_view = ops.gather(x, p.lo, a + 1)
+    out = ops.float32(low, copy=is_view)
+    ops.imul(out, ops.along(p.w_lo, a + 1, out))
+    high, _ = ops.gather(x, p.hi, a + 1)
+    ops.iadd(out, ops.mul(high, ops.along(p.w_hi, a + 1, out)))
+    if fill and p.w_fill is not None:
+        ops.iadd(out, ops.along(p.w_fill * np.float32(fill), a + 1, out))
+    return out, True
+
+
 def resample_permuted(
     ops: Ops, data: Any, vox2vox: np.ndarray, shape: tuple[int, int, int], fill: float
 ) -> Any:
@@ -100,49 +184,15 @@ def resample_permuted(
     Raises:
         ValueError: ``vox2vox`` mixes input axes (an oblique grid).
     """
-    linear = vox2vox[:3, :3]
-    src = [int(np.argmax(np.abs(linear[:, a]))) for a in range(3)]
-    off_axis = np.abs(linear).sum(axis=0) - np.abs(linear[src, range(3)])
-    if sorted(src) != [0, 1, 2] or off_axis.max() > 1e-6 * np.abs(linear).max():
-        raise ValueError(f"the output grid is not axis-aligned with the input:\n{vox2vox}")
-    x = ops.permute(data, (0, src[0] + 1, src[1] + 1, src[2] + 1))
-    plans = [
-        axis_op(linear[src[a], a], vox2vox[src[a], 3], int(data.shape[src[a] + 1]), shape[a])
-        for a in range(3)
-    ]
-    # Views first (free), then the passes that shrink the volume most, so later ones touch less.
-    views = [a for a, p in enumerate(plans) if p.kind == "slice" and ops.can_view(p.step)]
-    passes = sorted(
-        (a for a in range(3) if a not in views), key=lambda a: plans[a].n_out / plans[a].n_in
+    plan = plan_resample(ops, vox2vox, tuple(int(n) for n in data.shape[1:]), shape)
+    src = plan.src
+    x = apply_views(
+        ops, ops.permute(data, (0, src[0] + 1, src[1] + 1, src[2] + 1)), plan, plan.views
     )
-    for a in views:
-        p = plans[a]
-        stop = p.start + p.step * p.n_out
-        x = ops.slice(x, a + 1, p.start, None if stop < 0 else stop, p.step)
     owned = False
-    for a in passes:
-        p = plans[a]
-        if p.kind == "slice":  # a reversed slice, which torch cannot view
-            p = AxisOp("take", p.n_in, p.n_out, lo=p.start + p.step * np.arange(p.n_out))
-        assert p.lo is not None
-        if p.kind == "take":
-            x, is_view = ops.gather(x, p.lo, a + 1)
-            owned = owned or not is_view
-            continue
-        assert p.hi is not None
-        assert p.w_lo is not None
-        assert p.w_hi is not None
-        if a == 0 and isinstance(ops, NumpyOps):
-            x, owned = _first_axis_by_slices(x, p, fill), True
-            continue
-        low, is_view = ops.gather(x, p.lo, a + 1)
-        out = ops.float32(low, copy=is_view)
-        ops.imul(out, ops.along(p.w_lo, a + 1, out))
-        high, _ = ops.gather(x, p.hi, a + 1)
-        ops.iadd(out, ops.mul(high, ops.along(p.w_hi, a + 1, out)))
-        if fill and p.w_fill is not None:
-            ops.iadd(out, ops.along(p.w_fill * np.float32(fill), a + 1, out))
-        x, owned = out, True
+    for a in plan.passes:
+        x, new = apply_pass(ops, x, plan.ops[a], a, fill)
+        owned = owned or new
     return ops.contiguous_float32(x, copy=not owned)
 
 
@@ -154,17 +204,23 @@ def _first_axis_by_slices(x: np.ndarray, p: AxisOp, fill: float) -> np.ndarray:
     """
     assert p.lo is not None
     assert p.hi is not None
-    assert p.w_lo is not None
-    assert p.w_hi is not None
     out = np.empty((x.shape[0], p.n_out, *x.shape[2:]), dtype=np.float32)
     for o in range(p.n_out):
-        target = out[:, o]
-        np.multiply(x[:, p.lo[o]], p.w_lo[o], out=target, dtype=np.float32)
-        if p.w_hi[o]:
-            target += np.multiply(x[:, p.hi[o]], p.w_hi[o], dtype=np.float32)
-        if fill and p.w_fill is not None and p.w_fill[o]:
-            target += np.float32(fill * p.w_fill[o])
+        blend_slices(x[:, p.lo[o]], x[:, p.hi[o]], p, o, fill, out=out[:, o])
     return out
+
+
+def blend_slices(
+    low: np.ndarray, high: np.ndarray, p: AxisOp, o: int, fill: float, *, out: np.ndarray
+) -> None:
+    """Output slice ``o`` of a linear pass along the first axis, from its two input slices."""
+    assert p.w_lo is not None
+    assert p.w_hi is not None
+    np.multiply(low, p.w_lo[o], out=out, dtype=np.float32)
+    if p.w_hi[o]:
+        out += np.multiply(high, p.w_hi[o], dtype=np.float32)
+    if fill and p.w_fill is not None and p.w_fill[o]:
+        out += np.float32(fill * p.w_fill[o])
 
 
 def percentile_ranks(n: int, qs: Sequence[float]) -> tuple[list[int], list[int], list[float]]:
