@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,40 @@ def test_inherited_files_agree_with_pybids_get_nearest(private_copy: Path) -> No
     assert checked == 4
     inherited = next(it for it in items if it.relpath.startswith("sub-02/ses-1/func/"))
     assert inherited.events_path == str(private_copy / "task-naming_events.tsv")
+
+
+def test_sidecars_agree_with_pybids_metadata_index(private_copy: Path) -> None:
+    from bids import BIDSLayout
+
+    def write(relpath: str, payload: dict[str, object]) -> None:
+        (private_copy / relpath).write_text(json.dumps(payload))
+
+    # Inheritance over four levels, a null (which hides the inherited value, as in pybids),
+    # a sidecar that applies to one run only, a derivative sidecar, and a raw one that must not reach the derivatives.
+    write("T1w.json", {"MagneticFieldStrength": 3, "Manufacturer": "A", "SliceThickness": 1})
+    write("sub-02/sub-02_T1w.json", {"Manufacturer": "B", "FlipAngle": 8})
+    write("sub-02/ses-1/anat/sub-02_ses-1_T1w.json", {"FlipAngle": 9, "SliceThickness": None})
+    write("sub-01/ses-2/anat/sub-01_ses-2_run-2_T2w.json", {"EchoTime": 0.1, "Tags": [1, 2]})
+    write("sub-01/ses-2/anat/sub-01_ses-2_T2w.json", {"EchoTime": 0.09, "Nested": {"a": 1}})
+    write("derivatives/lesion_masks/desc-lesion_mask.json", {"Description": "manual"})
+    write("mask.json", {"RawOnly": True})
+    items = index_bids(private_copy).items
+    layout = BIDSLayout(private_copy, derivatives=True, validate=False)
+    for item in items:
+        assert item.sidecar == layout.get_metadata(item.path), item.relpath
+    by_path = {it.relpath: it.sidecar for it in items}
+    assert by_path["sub-02/ses-1/anat/sub-02_ses-1_T1w.nii.gz"] == {
+        "MagneticFieldStrength": 3,
+        "Manufacturer": "B",
+        "FlipAngle": 9,
+    }
+    assert by_path["sub-01/ses-2/anat/sub-01_ses-2_run-2_T2w.nii.gz"]["EchoTime"] == 0.1
+    mask = "derivatives/lesion_masks/sub-01/ses-1/anat/sub-01_ses-1_desc-lesion_mask.nii.gz"
+    assert by_path[mask] == {"Description": "manual"}
+
+
+def test_an_unreadable_sidecar_is_reported(private_copy: Path) -> None:
+    (private_copy / "T1w.json").write_text("{not json")
+    with pytest.raises(BidsError, match="cannot read the sidecar") as caught:
+        index_bids(private_copy)
+    assert "T1w.json" in str(caught.value)

@@ -17,7 +17,7 @@ from datasets import Nifti, load_dataset
 
 from brrrr.core.testing import write_nifti
 from brrrr.ingest.bids import load_bids
-from brrrr.ingest.errors import ManifestError
+from brrrr.ingest.errors import BidsError, ManifestError
 from brrrr.ingest.manifest import Manifest
 from brrrr.ingest.shards import parse_size, plan_shards, to_hf
 
@@ -141,6 +141,50 @@ def test_a_killed_process_resumes(bids_root: Path, tmp_path: Path) -> None:
     result = to_hf(bids_root, out, **OPTIONS)  # type: ignore[arg-type]
     assert result.reused == [0, 1]
     assert result.manifest.complete
+
+
+def test_a_read_failing_mid_shard_leaves_finished_shards_and_no_partial_file(
+    bids_root: Path, tmp_path: Path, converted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import brrrr.ingest.shards as shards
+
+    # A file of shard 2 fails to read, in the thread that reads ahead of the writer.
+    target = next(p for p, r in Manifest.load(converted).files.items() if r.shard == 2)
+    real = shards._read_column
+
+    def failing(entries, *, root):  # type: ignore[no-untyped-def]
+        if any(path.endswith(target) for _, _, path in entries):
+            raise BidsError("the disk went away", path=target)
+        return real(entries, root=root)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(shards, "_read_column", failing)
+    with pytest.raises(BidsError, match="the disk went away"):
+        to_hf(bids_root, out, **OPTIONS)  # type: ignore[arg-type]
+    partial = Manifest.load(out)
+    assert sorted(partial.shards) == [0, 1]
+    assert not partial.complete
+    assert sorted(p.name for p in (out / "data").iterdir()) == [
+        Path(partial.shards[i].path).name for i in (0, 1)
+    ]
+    monkeypatch.setattr(shards, "_read_column", real)
+    result = to_hf(bids_root, out, **OPTIONS)  # type: ignore[arg-type]
+    assert result.reused == [0, 1]
+    reference = Manifest.load(converted)
+    assert [s.sha256 for s in result.manifest.shards.values()] == [
+        s.sha256 for s in reference.shards.values()
+    ]
+
+
+def test_conversion_does_not_import_datasets(bids_root: Path, tmp_path: Path) -> None:
+    # datasets (with pandas, pydicom…) costs seconds of start-up; shards need only pyarrow.
+    code = (
+        "import sys\n"
+        "from brrrr.ingest import to_hf\n"
+        f"to_hf({str(bids_root)!r}, {str(tmp_path / 'out')!r}, progress=False)\n"
+        "assert 'datasets' not in sys.modules, 'datasets was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_a_changed_source_file_redoes_only_its_shard(private_copy: Path, tmp_path: Path) -> None:

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from brrrr.core.io._atomic import atomic_write
 from brrrr.ingest.index import BidsIndex
 from brrrr.ingest.manifest import Manifest
-
-if TYPE_CHECKING:
-    import datasets
 
 __all__ = ["build_card", "license_id", "write_card"]
 
@@ -50,17 +48,17 @@ def _size_category(rows: int) -> str:
 
 
 def _type_name(feature: Any) -> str:
-    from datasets import List, Nifti, Value
-
-    if isinstance(feature, Nifti):
+    """A short name of a feature in the plain form of :mod:`brrrr.ingest.features`."""
+    kind = feature.get("_type") if isinstance(feature, dict) else None
+    if kind == "Nifti":
         return "Nifti (image bytes)"
-    if isinstance(feature, Value):
-        return str(feature.dtype)
-    if isinstance(feature, List):
-        return f"list<{_type_name(feature.feature)}>"
-    if isinstance(feature, dict):
+    if kind == "Value":
+        return str(feature["dtype"])
+    if kind == "List":
+        return f"list<{_type_name(feature['feature'])}>"
+    if isinstance(feature, dict) and kind is None:
         return "struct<" + ", ".join(f"{k}: {_type_name(v)}" for k, v in feature.items()) + ">"
-    return type(feature).__name__
+    return str(kind or type(feature).__name__)
 
 
 def _citation(description: dict[str, Any]) -> str:
@@ -88,7 +86,7 @@ def build_card(
     index: BidsIndex,
     *,
     manifest: Manifest,
-    features: datasets.Features,
+    features: Mapping[str, Any],
     repo_id: str | None = None,
 ) -> str:
     """The text of ``README.md``.
@@ -96,7 +94,7 @@ def build_card(
     Args:
         index: The indexed BIDS dataset.
         manifest: The conversion's manifest (skipped files, row counts).
-        features: The schema of the shards.
+        features: The schema of the shards, as plain data (:func:`~brrrr.ingest.rows.bids_schema`).
         repo_id: The Hub repository, for the loading example.
 
     Returns:
@@ -214,7 +212,7 @@ def write_card(
     *,
     index: BidsIndex,
     manifest: Manifest,
-    features: datasets.Features,
+    features: Mapping[str, Any],
     repo_id: str | None = None,
 ) -> Path:
     """Write ``out/README.md`` atomically (see :func:`build_card`)."""

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from brrrr.ingest.errors import BidsError
+from brrrr.ingest.features import NIFTI, list_of, value
 from brrrr.ingest.header import HeaderFacts, read_header
 from brrrr.ingest.index import NA_VALUES, BidsIndex, BidsItem
 
@@ -48,6 +49,7 @@ __all__ = [
     "OnError",
     "SkippedFile",
     "bids_features",
+    "bids_schema",
     "iter_rows",
     "streaming_rows",
 ]
@@ -97,35 +99,72 @@ class LoadReport:
         self.skipped.append(SkippedFile(path, reason))
 
 
-def _scalar(value: str | None) -> Any:
-    if value is None or value.strip() in NA_VALUES:
+def _scalar(cell: str | None) -> Any:
+    if cell is None or cell.strip() in NA_VALUES:
         return None
     for convert in (int, float):
         try:
-            return convert(value)
+            return convert(cell)
         except ValueError:
             continue
-    return value
+    return cell
 
 
 # --- features ---------------------------------------------------------------------------------
 
 
 def _file_fields() -> dict[str, Any]:
-    from datasets import List, Value
-
     return {
-        "sidecar": Value("string"),
-        "events": Value("string"),
-        "bval": List(Value("float64")),
-        "bvec": List(List(Value("float64"))),
-        "shape": List(Value("int32")),
-        "spacing": List(Value("float32")),
-        "affine": List(Value("float64"), length=16),
-        "axcodes": Value("string"),
-        "dtype": Value("string"),
-        "file_bytes": Value("int64"),
+        "sidecar": value("string"),
+        "events": value("string"),
+        "bval": list_of(value("float64")),
+        "bvec": list_of(list_of(value("float64"))),
+        "shape": list_of(value("int32")),
+        "spacing": list_of(value("float32")),
+        "affine": list_of(value("float64"), length=16),
+        "axcodes": value("string"),
+        "dtype": value("string"),
+        "file_bytes": value("int64"),
     }
+
+
+def bids_schema(index: BidsIndex, *, level: Level = "file") -> dict[str, Any]:
+    """The schema of :func:`bids_features` as plain data, without importing ``datasets``.
+
+    Args:
+        index: From :func:`index_bids`.
+        level: ``"file"``, ``"session"`` or ``"subject"``.
+
+    Returns:
+        What ``bids_features(index, level=level).to_dict()`` returns (see
+        :mod:`brrrr.ingest.features`).
+    """
+    phenotype = {c: value(t) for c, t in index.phenotype_types.items()}
+    if level == "file":
+        columns: dict[str, Any] = {"path": value("string")}
+        columns |= {name: value("string") for name in index.entity_names}
+        columns |= {"pipeline": value("string"), "modality": value("string"), "image": NIFTI}
+        columns |= {name: value(kind) for name, kind in COMMON_SIDECAR_FIELDS.items()}
+        columns |= _file_fields()
+    else:
+        columns = {"subject": value("string")}
+        columns |= (
+            {"session": value("string")}
+            if level == "session"
+            else {"sessions": list_of(value("string"))}
+        )
+        per_file = {
+            "path": value("string"),
+            "session": value("string"),
+            "entities": value("string"),
+        }
+        per_file |= {"pipeline": value("string")} | _file_fields()
+        for modality in index.modalities:
+            columns[modality] = list_of(NIFTI)
+            columns[f"{modality}_files"] = list_of(per_file)
+    if phenotype:
+        columns["phenotype"] = phenotype
+    return columns
 
 
 def bids_features(index: BidsIndex, *, level: Level = "file") -> datasets.Features:
@@ -138,34 +177,9 @@ def bids_features(index: BidsIndex, *, level: Level = "file") -> datasets.Featur
     Returns:
         ``datasets.Features``; image columns are ``Nifti()`` or ``List(Nifti())``.
     """
-    from datasets import Features, List, Nifti, Value
+    from datasets import Features
 
-    phenotype = {c: Value(t) for c, t in index.phenotype_types.items()}
-    if level == "file":
-        columns: dict[str, Any] = {"path": Value("string")}
-        columns |= {name: Value("string") for name in index.entity_names}
-        columns |= {"pipeline": Value("string"), "modality": Value("string"), "image": Nifti()}
-        columns |= {name: Value(kind) for name, kind in COMMON_SIDECAR_FIELDS.items()}
-        columns |= _file_fields()
-    else:
-        columns = {"subject": Value("string")}
-        columns |= (
-            {"session": Value("string")}
-            if level == "session"
-            else {"sessions": List(Value("string"))}
-        )
-        per_file = {
-            "path": Value("string"),
-            "session": Value("string"),
-            "entities": Value("string"),
-        }
-        per_file |= {"pipeline": Value("string")} | _file_fields()
-        for modality in index.modalities:
-            columns[modality] = List(Nifti())
-            columns[f"{modality}_files"] = List(per_file)
-    if phenotype:
-        columns["phenotype"] = phenotype
-    return Features(columns)
+    return Features.from_dict(bids_schema(index, level=level))
 
 
 # --- rows -------------------------------------------------------------------------------------
@@ -231,12 +245,12 @@ def _file_facts(item: BidsItem, *, check: Check) -> dict[str, Any]:
 def _common(sidecar: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, kind in COMMON_SIDECAR_FIELDS.items():
-        value = sidecar.get(name)
+        found = sidecar.get(name)
         if kind == "float64":
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            out[name] = float(value) if number and value is not None else None
+            number = isinstance(found, int | float) and not isinstance(found, bool)
+            out[name] = float(found) if number and found is not None else None
         else:
-            out[name] = value if isinstance(value, str) else None
+            out[name] = found if isinstance(found, str) else None
     return out
 
 

@@ -5,12 +5,19 @@ embedded as ``datasets.Nifti`` cells), ``OUT/manifest.json`` and a dataset
 card ``OUT/README.md``.
 
 Memory stays bounded whatever the dataset size: rows are planned up front from
-header facts only (no voxels), then each shard is written alone, one row group
-(about ``row_group_bytes`` of images) at a time. A row group's files are read
-straight into one buffer that Arrow uses without a copy; with the Parquet
-writer's own buffers the peak is a few row groups (about 400 MB in all with the
-64 MB default, measured by ``benchmarks/bench_ingest.py``), the same for a
-shard of 500 MB or a dataset of 500 GB. Shards close at about ``shard_bytes``.
+header facts only (no voxels), then shards are written one row group (about
+``row_group_bytes`` of images) at a time. A row group's files are read
+straight into one buffer that Arrow uses without a copy, and each file's
+SHA-256 is taken from that buffer, the very bytes embedded. One thread reads
+and hashes the next row group while the current one is encoded, and a
+:class:`~brrrr.ingest._hashing.HashingWriter` writes and hashes the encoded
+pages on a thread of its own, so a shard is never read back to be hashed, and
+its writeback starts as it is written. File reads, ``hashlib`` and Arrow
+release the GIL: the work spreads over the cores. The peak is about two row
+groups plus the writer's buffers (about 400 MB in all with the 64 MB default,
+measured by ``benchmarks/bench_ingest.py``), the same for a shard of 500 MB or
+a dataset of 500 GB. Shards close at about ``shard_bytes``. Writing needs
+pyarrow, not ``datasets`` (see :mod:`brrrr.ingest.features`).
 
 A killed run resumes: each shard is written under a temporary name and renamed
 when complete, then the manifest (rewritten atomically) records it with its
@@ -32,24 +39,25 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from brrrr.ingest._hashing import HashingWriter
 from brrrr.ingest.errors import BidsError, ManifestError
+from brrrr.ingest.features import arrow_schema, image_columns
 from brrrr.ingest.index import index_bids
 from brrrr.ingest.manifest import FileRecord, Manifest, ShardRecord
-from brrrr.ingest.rows import Check, Level, LoadReport, OnError, bids_features, iter_rows
+from brrrr.ingest.rows import Check, Level, LoadReport, OnError, bids_schema, iter_rows
 
 if TYPE_CHECKING:
-    import datasets
+    import pyarrow as pa
 
 __all__ = [
     "DEFAULT_ROW_GROUP_BYTES",
     "DEFAULT_SHARD_BYTES",
     "ConversionResult",
-    "image_columns",
     "parse_size",
     "plan_shards",
     "shard_name",
@@ -132,19 +140,6 @@ def plan_shards(weights: Sequence[int], *, shard_bytes: int) -> list[range]:
     return plan
 
 
-def image_columns(features: datasets.Features) -> dict[str, bool]:
-    """Columns holding images: name → whether it is a list of images."""
-    from datasets import List, Nifti
-
-    out = {}
-    for name, feature in features.items():
-        if isinstance(feature, Nifti):
-            out[name] = False
-        elif isinstance(feature, List) and isinstance(feature.feature, Nifti):
-            out[name] = True
-    return out
-
-
 def _cells(row: dict[str, Any], columns: dict[str, bool]) -> list[tuple[str, int | None, str]]:
     """(column, position in list or None, absolute path) of each image of a row."""
     out: list[tuple[str, int | None, str]] = []
@@ -167,18 +162,6 @@ def _fingerprint(
     return digest.hexdigest()
 
 
-def _sha256_and_fsync(path: Path) -> tuple[str, int]:
-    """SHA-256 and size of a file just written (read back from the page cache), then fsync it."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb+") as handle:
-        while chunk := handle.read(8 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-        os.fsync(handle.fileno())
-    return digest.hexdigest(), size
-
-
 def _writer_options(schema: Any) -> dict[str, Any]:
     """No compression, dictionary or statistics on image bytes (already compressed, unique)."""
     import pyarrow as pa
@@ -196,6 +179,10 @@ def _writer_options(schema: Any) -> dict[str, Any]:
         "compression": {c.path: ("none" if c.path in blobs else "zstd") for c in leaves},
         "use_dictionary": others,
         "write_statistics": others,
+        # Check the page size after every value, so that a page holds about one image (or
+        # 1 MB of small ones) instead of a whole row group's images grown by doubling:
+        # four times faster to encode, and each page reaches the file as one write.
+        "write_batch_size": 1,
     }
 
 
@@ -203,14 +190,15 @@ _MAX_CELL_BYTES = 2**31 - 1  # Parquet BYTE_ARRAY values and Arrow binary offset
 
 
 def _read_column(
-    entries: Sequence[tuple[int, int | None, str]], *, root: Path, pool: Any
+    entries: Sequence[tuple[int, int | None, str]], *, root: Path
 ) -> tuple[Any, list[tuple[str, str, int]]]:
     """One row group's images of one column: read straight into one buffer, no copy after.
+
+    Each file's SHA-256 is taken from the bytes just read, the very bytes embedded.
 
     Args:
         entries: ``(row, position, absolute path)`` in row order.
         root: BIDS root (cells store paths relative to it).
-        pool: Thread pool for SHA-256 (hashlib releases the GIL).
 
     Returns:
         The ``struct<bytes, path>`` Arrow array, and ``(relpath, sha256, size)`` per entry.
@@ -226,19 +214,16 @@ def _read_column(
             raise BidsError(f"{size:,} bytes: Parquet cannot embed a file over 2 GiB", path=path)
     if offsets[-1] > _MAX_CELL_BYTES:
         raise BidsError(f"a row group of {offsets[-1]:,} bytes: lower row_group_bytes", path=root)
-    buffer = bytearray(int(offsets[-1]))
-    view = memoryview(buffer)
+    buffer = np.empty(int(offsets[-1]), dtype=np.uint8)  # every byte is read into: no zeroing
+    view = buffer.data
+    digests = []
     for (_, _, path), start, size in zip(entries, offsets[:-1], sizes, strict=True):
+        cell = view[start : start + size]
         with open(path, "rb") as handle:
-            got = handle.readinto(view[start : start + size])
+            got = handle.readinto(cell)
             if got != size or handle.read(1):
                 raise BidsError("the file changed size while it was being read", path=path)
-    digests = list(
-        pool.map(
-            lambda span: hashlib.sha256(view[span[0] : span[1]]).hexdigest(),
-            itertools.pairwise(offsets),
-        )
-    )
+        digests.append(hashlib.sha256(cell).hexdigest())
     relpaths = [Path(path).relative_to(root).as_posix() for _, _, path in entries]
     data = pa.BinaryArray.from_buffers(
         pa.binary(),
@@ -252,26 +237,15 @@ def _read_column(
     return cells, list(zip(relpaths, digests, sizes, strict=True))
 
 
-def _row_group(
-    rows: Sequence[dict[str, Any]],
-    first: int,
-    *,
-    shard: int,
-    root: Path,
-    features: datasets.Features,
-    pool: Any,
-) -> tuple[Any, dict[str, FileRecord]]:
-    """An Arrow table of ``rows`` with image bytes embedded, and the files it holds."""
-    import pyarrow as pa
+_Images = dict[str, tuple[list[tuple[int, int | None, str]], Any, list[tuple[str, str, int]]]]
+_Job = tuple[int, range]  # a shard, and the rows of one of its row groups (within the shard)
 
-    schema = features.arrow_schema
-    columns = image_columns(features)
-    plain = pa.schema([field for field in schema if field.name not in columns])
-    table = pa.Table.from_pylist(
-        [{k: v for k, v in row.items() if k not in columns} for row in rows], schema=plain
-    )
-    arrays = {name: table.column(name).combine_chunks() for name in plain.names}
-    files: dict[str, FileRecord] = {}
+
+def _read_images(
+    rows: Sequence[dict[str, Any]], first: int, *, columns: dict[str, bool], root: Path
+) -> _Images:
+    """The image bytes of one row group: column → (entries, Arrow cells, file facts)."""
+    images: _Images = {}
     for name, is_list in columns.items():
         entries = [
             (first + i, position, path)
@@ -279,7 +253,48 @@ def _row_group(
             for column, position, path in _cells(row, {name: is_list})
             if column == name
         ]
-        cells, facts = _read_column(entries, root=root, pool=pool)
+        cells, facts = _read_column(entries, root=root)
+        images[name] = (entries, cells, facts)
+    return images
+
+
+def _read_ahead(
+    pool: Any, read: Callable[[_Job], _Images], jobs: Sequence[_Job]
+) -> Iterator[tuple[_Job, _Images]]:
+    """``(job, read(job))`` for each job; the next is read on ``pool`` while this one is used.
+
+    At most two row groups are in memory: the one yielded and the one being read.
+    """
+    if not jobs:
+        return
+    ahead = pool.submit(read, jobs[0])
+    for i, job in enumerate(jobs):
+        images = ahead.result()
+        if i + 1 < len(jobs):
+            ahead = pool.submit(read, jobs[i + 1])
+        yield job, images
+        del images
+
+
+def _row_group(
+    rows: Sequence[dict[str, Any]],
+    images: _Images,
+    *,
+    shard: int,
+    schema: pa.Schema,
+    columns: dict[str, bool],
+) -> tuple[Any, dict[str, FileRecord]]:
+    """An Arrow table of ``rows`` with the image bytes of ``images``, and the files it holds."""
+    import pyarrow as pa
+
+    plain = pa.schema([field for field in schema if field.name not in columns])
+    table = pa.Table.from_pylist(
+        [{k: v for k, v in row.items() if k not in columns} for row in rows], schema=plain
+    )
+    arrays = {name: table.column(name).combine_chunks() for name in plain.names}
+    files: dict[str, FileRecord] = {}
+    for name, is_list in columns.items():
+        entries, cells, facts = images[name]
         for (row_index, position, _), (relpath, digest, size) in zip(entries, facts, strict=True):
             files[relpath] = FileRecord(digest, size, shard, row_index, name, position)
         if is_list:
@@ -295,45 +310,48 @@ def _write_shard(
     out: Path,
     relpath: str,
     rows: Sequence[dict[str, Any]],
-    weights: Sequence[int],
+    row_groups: Iterable[tuple[range, _Images]],
     *,
     shard: int,
-    root: Path,
-    features: datasets.Features,
-    row_group_bytes: int,
+    schema: pa.Schema,
+    columns: dict[str, bool],
 ) -> tuple[ShardRecord, dict[str, FileRecord]]:
-    """Write one shard, one row group at a time, under a temporary name, then rename it."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Write one shard under a temporary name, then rename it.
 
+    Args:
+        out: Output folder.
+        relpath: The shard's path in ``out``.
+        rows: The shard's rows.
+        row_groups: Each row group's rows (a span of ``rows``) and images, as read.
+        shard: The shard's index.
+        schema: The Arrow schema (with the ``datasets`` features in its metadata).
+        columns: The image columns (see :func:`~brrrr.ingest.features.image_columns`).
+
+    The encoded pages go to a :class:`HashingWriter`, which writes and hashes them on a
+    thread of its own while this one encodes the next row group.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = features.arrow_schema
     files: dict[str, FileRecord] = {}
     path = out / relpath
     tmp = path.with_name(f".{path.name}.part")
     try:
-        with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
-            # A native file: a Python file object would receive each column chunk as one
-            # more copy in memory.
-            writer = pq.ParquetWriter(str(tmp), schema, **_writer_options(schema))
-            for span in plan_shards(weights, shard_bytes=row_group_bytes):
-                if not span:
-                    continue
-                table, group_files = _row_group(
-                    rows[span.start : span.stop],
-                    span.start,
-                    shard=shard,
-                    root=root,
-                    features=features,
-                    pool=pool,
-                )
-                writer.write_table(table, row_group_size=len(span))
-                files |= group_files
-                del table  # the row group's bytes: the only large allocation
-                pa.default_memory_pool().release_unused()
-            writer.close()
-        digest, size = _sha256_and_fsync(tmp)
+        with HashingWriter(tmp) as sink:
+            with pq.ParquetWriter(sink, schema, **_writer_options(schema)) as writer:
+                for span, images in row_groups:
+                    table, group_files = _row_group(
+                        rows[span.start : span.stop],
+                        images,
+                        shard=shard,
+                        schema=schema,
+                        columns=columns,
+                    )
+                    writer.write_table(table, row_group_size=len(span))
+                    files |= group_files
+                    del table, images  # the row group's bytes: the only large allocation
+                    pa.default_memory_pool().release_unused()
+            digest, size = sink.finish()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -427,6 +445,8 @@ def to_hf(
         ManifestError: ``out`` holds a conversion made with other options and
             ``mode="resume"``.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     from brrrr.ingest.card import write_card
@@ -454,9 +474,9 @@ def to_hf(
         include_derivatives=include_derivatives,
     )
     previous = _previous_manifest(out, options, mode)
-    features = bids_features(index, level=level)
+    features = bids_schema(index, level=level)
     columns = image_columns(features)
-    schema = features.to_dict()
+    schema = arrow_schema(features)
     report = LoadReport()
     rows = list(
         iter_rows(
@@ -487,36 +507,64 @@ def to_hf(
     previous_files: dict[int, dict[str, FileRecord]] = {}
     for relpath, file_record in ({} if previous is None else previous.files).items():
         previous_files.setdefault(file_record.shard, {})[relpath] = file_record
-    for shard, span in enumerate(plan):
-        fingerprint = _fingerprint(
-            schema, rows[span.start : span.stop], [p for r in span for p in paths[r]]
-        )
+    fingerprints = [
+        _fingerprint(features, rows[span.start : span.stop], [p for r in span for p in paths[r]])
+        for span in plan
+    ]
+    kept: dict[int, ShardRecord] = {}
+    for shard, fingerprint in enumerate(fingerprints):
         old = None if previous is None else previous.shards.get(shard)
         if old is not None and _reusable(
             old, out, shard_name(shard, total), fingerprint, uploaded_to
         ):
-            manifest.shards[shard] = old
-            manifest.files |= previous_files.get(shard, {})
-            result.reused.append(shard)
-        else:
-            record, files = _write_shard(
-                out,
-                shard_name(shard, total),
-                rows[span.start : span.stop],
-                weights[span.start : span.stop],
-                shard=shard,
-                root=index.root,
-                features=features,
-                row_group_bytes=row_group_bytes,
-            )
-            record.fingerprint = fingerprint
-            manifest.shards[shard] = record
-            manifest.files |= files
-            result.written.append(shard)
-        manifest.save(out)
-        bar.update(len(span))
-        if on_shard is not None:
-            on_shard(manifest, manifest.shards[shard], shard in result.reused)
+            kept[shard] = old
+    groups: list[_Job] = [
+        (shard, group)
+        for shard, span in enumerate(plan)
+        if shard not in kept
+        for group in plan_shards(weights[span.start : span.stop], shard_bytes=row_group_bytes)
+        if group
+    ]
+
+    def read(job: _Job) -> _Images:
+        shard, group = job
+        first = plan[shard].start
+        return _read_images(
+            rows[first + group.start : first + group.stop],
+            group.start,
+            columns=columns,
+            root=index.root,
+        )
+
+    # One thread reads and hashes the images of the next row group (of this shard or the
+    # next) while this one encodes the current group (file reads, hashlib and Arrow
+    # release the GIL).
+    with ThreadPoolExecutor(1, thread_name_prefix="brrrr-read") as reader:
+        loaded = _read_ahead(reader, read, groups)
+        for shard, span in enumerate(plan):
+            if shard in kept:
+                manifest.shards[shard] = kept[shard]
+                manifest.files |= previous_files.get(shard, {})
+                result.reused.append(shard)
+            else:
+                n_groups = sum(1 for s, _ in groups if s == shard)
+                record, files = _write_shard(
+                    out,
+                    shard_name(shard, total),
+                    rows[span.start : span.stop],
+                    ((group, images) for (_, group), images in itertools.islice(loaded, n_groups)),
+                    shard=shard,
+                    schema=schema,
+                    columns=columns,
+                )
+                record.fingerprint = fingerprints[shard]
+                manifest.shards[shard] = record
+                manifest.files |= files
+                result.written.append(shard)
+            manifest.save(out)
+            bar.update(len(span))
+            if on_shard is not None:
+                on_shard(manifest, manifest.shards[shard], shard in result.reused)
     bar.close()
     write_card(out, index=index, manifest=manifest, features=features, repo_id=repo_id)
     manifest.complete = True
