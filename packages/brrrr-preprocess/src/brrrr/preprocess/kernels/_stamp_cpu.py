@@ -43,6 +43,20 @@ BLOCK_BITS = 3
 _jit: Any = numba.njit(nogil=True, cache=True, boundscheck=False)
 
 
+@numba.njit(inline="always", boundscheck=False)
+def _combine(target, at, values, first, count, mode):
+    """``target[at:at + count]`` combined with ``values[first:first + count]`` by ``mode``."""
+    if mode == MAX:
+        for u in range(count):
+            target[at + u] = max(target[at + u], values[first + u])
+    elif mode == SUM:
+        for u in range(count):
+            target[at + u] += values[first + u]
+    else:
+        for u in range(count):
+            target[at + u] = values[first + u]
+
+
 @_jit
 def stamp_dense(
     storage,
@@ -74,17 +88,7 @@ def stamp_dense(
                 if inside == 0:
                     t += 1
                     continue
-                out = row + (entry >> RUN_BITS)
-                first = v + t
-                if mode == MAX:
-                    for u in range(inside):
-                        storage[out + u] = max(storage[out + u], values[first + u])
-                elif mode == SUM:
-                    for u in range(inside):
-                        storage[out + u] += values[first + u]
-                else:
-                    for u in range(inside):
-                        storage[out + u] = values[first + u]
+                _combine(storage, row + (entry >> RUN_BITS), values, v + t, inside, mode)
                 t += inside
 
 
@@ -112,7 +116,8 @@ def stamp_sparse(
     ``rows`` ascend; the studies' pairs are written back to back from ``out_*[position]``
     and each study's count to ``nnz[row]``; returns the position after the last pair. The
     output needs :data:`SLACK` spare entries after the room for every stamped entry.
-    ``scratch`` (float32, one per column) and ``touched`` (uint8, one per 8 columns) come from :func:`scratch_row`; they start all zero and are left all zero.
+    ``scratch`` (float32, one per column) and ``touched`` (uint8, one per 8 columns) come
+    from :func:`scratch_row`; they start all zero and are left all zero.
 
     The nonzero columns come out in order by scanning the touched blocks between the study's
     lowest and highest column: a few µs per study on the MNI mask, where sorting the ~30 k
@@ -140,18 +145,9 @@ def stamp_sparse(
                         t += 1
                         continue
                     c0 = (entry >> RUN_BITS) - 1
-                    first = v + t
                     low = min(low, c0)
                     high = max(high, c0 + inside - 1)
-                    if mode == MAX:
-                        for u in range(inside):
-                            scratch[c0 + u] = max(scratch[c0 + u], values[first + u])
-                    elif mode == SUM:
-                        for u in range(inside):
-                            scratch[c0 + u] += values[first + u]
-                    else:
-                        for u in range(inside):
-                            scratch[c0 + u] = values[first + u]
+                    _combine(scratch, c0, values, v + t, inside, mode)
                     for b in range(c0 >> BLOCK_BITS, ((c0 + inside - 1) >> BLOCK_BITS) + 1):
                         touched[b] = 1
                     t += inside
