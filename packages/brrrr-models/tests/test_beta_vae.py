@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from brrrr.models import BetaVAE, BetaVAEConfig, beta_vae_loss
 from brrrr.models.blocks.metadata import hold_out_metadata
+from brrrr.models.errors import ModelConfigError
 
 
 def test_default_config_runs_on_the_padded_mni_grid():
@@ -97,3 +99,49 @@ def test_three_training_steps_lower_the_loss_on_a_fixed_batch(tiny_beta_config):
         losses.append(float(terms["loss"].detach()))
     assert set(terms) >= {"loss", "reconstruction", "kl", "imputation", "adversary"}
     assert losses[-1] < losses[0]
+
+
+def test_reference_maps_are_added_to_the_decoder_output_and_saved(tiny_beta_config, tmp_path):
+    model = BetaVAE(tiny_beta_config(decoder_output="mean_logvar", reference_maps=True)).eval()
+    z = torch.randn(2, 8)
+    mean0, logvar0 = model.decode(z)
+    reference = torch.rand(1, 1, 11, 13, 11)
+    log_reference = torch.randn(1, 1, 11, 13, 11)
+    model.set_reference(reference, logvar=log_reference)
+    mean1, logvar1 = model.decode(z)
+    assert logvar0 is not None
+    assert logvar1 is not None
+    torch.testing.assert_close(mean1, mean0 + reference)
+    limit = model.config.logvar_limit
+    torch.testing.assert_close(
+        logvar1, limit * torch.tanh((limit * torch.atanh(logvar0 / limit) + log_reference) / limit)
+    )
+    model.save_pretrained(tmp_path)
+    loaded = BetaVAE.from_pretrained(str(tmp_path))
+    torch.testing.assert_close(loaded.decode(z)[0], mean1)
+
+
+def test_set_reference_needs_reference_maps(tiny_beta_config):
+    with pytest.raises(ModelConfigError, match="reference_maps"):
+        BetaVAE(tiny_beta_config()).set_reference(torch.zeros(1))
+
+
+def test_stopped_variance_gradient_keeps_the_outputs_and_spares_the_trunk(tiny_beta_config):
+    shared = BetaVAE(tiny_beta_config(decoder_output="mean_logvar"))
+    stopped = BetaVAE(tiny_beta_config(decoder_output="mean_logvar", variance_gradient="stopped"))
+    stopped.load_state_dict(shared.state_dict())
+    x = torch.randn(2, 1, 11, 13, 11)
+    torch.manual_seed(1)
+    a = shared(x)
+    torch.manual_seed(1)
+    b = stopped(x)
+    torch.testing.assert_close(b.reconstruction, a.reconstruction)
+    torch.testing.assert_close(b.reconstruction_logvar, a.reconstruction_logvar)
+    assert b.reconstruction_logvar is not None
+    b.reconstruction_logvar.sum().backward()
+    head = stopped.decoder.head
+    assert head is not None
+    assert stopped.encoder.stem.weight.grad is None  # nothing reached the encoder
+    assert head[-1].weight.grad is not None
+    assert bool((head[-1].weight.grad[1] != 0).any())  # the log-variance filters learn
+    assert bool((head[-1].weight.grad[0] == 0).all())  # the mean filters do not

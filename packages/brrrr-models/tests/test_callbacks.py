@@ -66,6 +66,27 @@ def test_snapshot_learning_rate_is_a_restarted_cosine() -> None:
     assert lrs[0] > lrs[1] > lrs[2] > lrs[3] > 0.1
 
 
+def test_snapshot_first_cycle_can_be_longer() -> None:
+    config = SnapshotConfig(n_snapshots=3, cycle_steps=2, lr_min=0.0, first_cycle_steps=6)
+    callback = SnapshotEnsemble("unused", config=config, lr_max=1.0)
+    lrs = [callback.learning_rate(t) for t in range(11)]
+    assert lrs[0] == lrs[6] == lrs[8] == lrs[10] == pytest.approx(1.0)
+    assert lrs[3] == pytest.approx(0.5)  # half-way through the first cycle
+    assert lrs[7] == pytest.approx(0.5)  # half-way through the second
+    # snapshots at the end of each cycle: steps 6, 8, 10
+    assert [callback._position(t) for t in (6, 8, 10)] == [(1, 0.0), (2, 0.0), (3, 0.0)]
+    lower = SnapshotEnsemble(
+        "unused",
+        config=SnapshotConfig(
+            n_snapshots=3, cycle_steps=2, lr_min=0.0, first_cycle_steps=6, restart_lr=0.2
+        ),
+        lr_max=1.0,
+    )
+    assert lower.learning_rate(0) == pytest.approx(1.0)
+    assert lower.learning_rate(6) == lower.learning_rate(8) == pytest.approx(0.2)
+    assert lower.learning_rate(7) == pytest.approx(0.1)
+
+
 def test_snapshot_ensemble_gives_k_models_and_epistemic_variance(tmp_path: Path) -> None:
     peaks, groups = synthetic_peaks(n_studies=8, analyses_per_study=2)
     dm = MapDataModule.from_peaks(

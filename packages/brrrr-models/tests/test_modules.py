@@ -17,6 +17,8 @@ from brrrr.models.training import (
     PointCloudDataModule,
     PointVAEModule,
     SplitConfig,
+    build_module,
+    run_config_from_dict,
 )
 from brrrr.models.training.samples import synthetic_peaks, toy_template
 from brrrr.preprocess.kernels import Gaussian
@@ -164,3 +166,52 @@ def test_checkpoint_rebuilds_the_module(tmp_path: Path) -> None:
     assert loaded.beta == 2.0
     for key, value in module.model.state_dict().items():
         assert torch.equal(value, loaded.model.state_dict()[key])
+
+
+def test_reference_maps_come_from_the_training_split(tmp_path: Path) -> None:
+    dm = _maps(tmp_path)
+    train = dm.dataset("train")
+    maps = np.stack([train[i]["x"].numpy() for i in range(len(train))]).astype(np.float64)
+    mean, variance = dm.voxel_statistics("train")
+    np.testing.assert_allclose(mean, maps.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(variance, maps.var(axis=0), atol=1e-6)
+    config = run_config_from_dict(
+        {
+            "model": {
+                **TINY_MAPS,
+                "latent_dim": 2,
+                "reference_maps": True,
+                "decoder_output": "mean_logvar",
+            }
+        }
+    )
+    module = build_module("vae", config, dm)
+    assert isinstance(module, BetaVAEModule)
+    assert module.model.reference_mean is not None
+    assert module.model.reference_logvar is not None
+    np.testing.assert_allclose(module.model.reference_mean[0].numpy(), mean, atol=1e-6)
+    floor = 0.01 * variance[:, dm.template.mask].mean()
+    np.testing.assert_allclose(
+        module.model.reference_logvar[0].numpy(), np.log(np.maximum(variance, floor)), rtol=1e-5
+    )
+
+
+def test_detached_variance_fit_trains(tmp_path: Path) -> None:
+    dm = _maps(tmp_path)
+    config = run_config_from_dict(
+        {
+            "model": {
+                **TINY_MAPS,
+                "latent_dim": 4,
+                "reference_maps": True,
+                "decoder_output": "mean_logvar",
+                "variance_gradient": "stopped",
+            },
+            "module": {"variance_fit": "detached"},
+            "optim": {"lr": 3e-3},
+        }
+    )
+    module = build_module("vae", config, dm)
+    before = _loss(module, dm)
+    _fit(module, dm, 10)
+    assert _loss(module, dm) < before

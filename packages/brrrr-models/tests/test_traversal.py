@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
 from brrrr.models import BetaVAE, BetaVAEConfig
 from brrrr.models.evaluation import (
+    PCAFeatures,
     evaluate_maps,
     gaussian_calibration_curve,
     latent_traversal,
@@ -74,3 +77,59 @@ def test_evaluate_maps_reports_every_metric() -> None:
     assert metrics["ensemble"]["members"] == 2
     assert metrics["ensemble"]["mean_epistemic_variance"] > 0
     assert 0 <= metrics["precision_recall"]["precision"] <= 1
+
+
+def _brute_force_pr(real: np.ndarray, fake: np.ndarray, k: int) -> tuple[float, float]:
+    def radii(points: np.ndarray) -> np.ndarray:
+        d = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
+        return np.sort(d, axis=1)[:, k]
+
+    def inside(queries: np.ndarray, manifold: np.ndarray) -> float:
+        d = np.sqrt(((queries[:, None] - manifold[None]) ** 2).sum(-1))
+        return float((d <= radii(manifold)[None]).any(axis=1).mean())
+
+    return inside(fake, real), inside(real, fake)
+
+
+def test_latent_precision_recall_compares_posterior_draws_with_prior_draws() -> None:
+    model = _model()
+    x = torch.rand(12, 1, 8, 10, 8)
+    metrics, _ = evaluate_maps(model, x, k=3, seed=5)
+    with torch.no_grad():
+        out = model(x)
+    generator = torch.Generator().manual_seed(5)
+    real = out.mu + torch.exp(0.5 * out.logvar) * torch.randn(out.mu.shape, generator=generator)
+    prior = torch.randn(out.mu.shape, generator=generator)
+    precision, recall = _brute_force_pr(real.double().numpy(), prior.double().numpy(), 3)
+    pr = metrics["precision_recall"]
+    assert (pr["precision"], pr["recall"]) == (precision, recall)
+    assert pr["n"] == 12
+    assert pr["k"] == 3
+    assert 0 < pr["same_distribution"]["precision"] <= 1
+
+
+def test_baseline_and_feature_space_metrics() -> None:
+    model = _model()
+    x = torch.rand(10, 1, 8, 10, 8)
+    mask = torch.ones(1, 1, 8, 10, 8)
+    mask[..., :2] = 0
+    mean_map = x.mean(dim=0, keepdim=True)
+    features = PCAFeatures.fit(torch.rand(20, 1, 8, 10, 8), n_components=4, mask=mask)
+    metrics, _ = evaluate_maps(
+        model, x, voxel_mask=mask, baseline=mean_map, features=features, k=3, seed=1
+    )
+    assert set(metrics["baseline"]) == {"mse", "mae", "correlation"}
+    versus = metrics["versus_baseline"]
+    assert versus["mse_ratio"] == pytest.approx(
+        metrics["reconstruction"]["mse"] / metrics["baseline"]["mse"]
+    )
+    assert 0 <= versus["share_of_maps_lower_mse"] <= 1
+    in_features = metrics["precision_recall_features"]
+    assert in_features["dim"] == 4
+    # the same draws, in the same order: posterior, prior, two reference sets, then the decoder's
+    generator = torch.Generator().manual_seed(1)
+    draws = [torch.randn(10, 3, generator=generator) for _ in range(5)]
+    with torch.no_grad():
+        decoded, _ = model.decode(draws[4])
+    precision, recall = _brute_force_pr(features(x).numpy(), features(decoded).numpy(), 3)
+    assert (in_features["precision"], in_features["recall"]) == (precision, recall)

@@ -69,7 +69,7 @@ class ResNetDecoder3d(nn.Module):
                 )
             )
             self.upsamples.append(Upsample3d(channels[stage], out_channels=channels[stage - 1]))
-        self.head: nn.Module | None = None
+        self.head: nn.Sequential | None = None
         if stop_stage == 0:
             self.head = nn.Sequential(
                 group_norm(channels[0], groups=norm_groups),
@@ -91,3 +91,30 @@ class ResNetDecoder3d(nn.Module):
         for stage, up in zip(self.stages, self.upsamples, strict=True):
             h = up(stage(h, cond))
         return h if self.head is None else self.head(h)
+
+    def head_features(self, h: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """What the head's output convolution sees (after its GroupNorm and SiLU).
+
+        ``self.output_conv(self.head_features(h, cond))`` equals ``self(h, cond)``; a caller
+        can apply that convolution to part of the features with their gradient stopped.
+
+        Args:
+            h: ``(B, channels[start], I, J, K)`` features.
+            cond: ``(B, E)`` FiLM conditioning, or ``None``.
+
+        Returns:
+            ``(B, channels[0], I * 2**n, J * 2**n, K * 2**n)``.
+        """
+        if self.head is None:
+            raise ValueError("this decoder stops before the head (stop_stage > 0)")
+        for stage, up in zip(self.stages, self.upsamples, strict=True):
+            h = up(stage(h, cond))
+        return self.head[:-1](h)
+
+    @property
+    def output_conv(self) -> nn.Conv3d:
+        """The head's final convolution (``channels[0]`` → ``out_channels``)."""
+        conv = None if self.head is None else self.head[-1]
+        if not isinstance(conv, nn.Conv3d):
+            raise ValueError("this decoder stops before the head (stop_stage > 0)")
+        return conv

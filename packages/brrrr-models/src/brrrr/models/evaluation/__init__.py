@@ -4,6 +4,7 @@ Modules:
     reconstruction: per-map MSE, MAE and Pearson r over a mask.
     calibration: ECE of Gaussian predictions (aleatoric, ensemble) and binned binary ECE.
     precision_recall: improved precision/recall (Kynkäänniemi et al. 2019) in a feature space.
+    features: a fixed, model-free feature space for maps (PCA of the training maps).
     ensemble: load saved models and snapshot ensembles; mean and epistemic variance maps.
     traversal: latent traversals and their PNG grids.
     plots: loss curves, reliability diagrams and map panels (PNG).
@@ -24,6 +25,7 @@ from brrrr.models.evaluation.ensemble import (
     load_ensemble,
     load_model,
 )
+from brrrr.models.evaluation.features import PCAFeatures
 from brrrr.models.evaluation.plots import (
     plot_calibration,
     plot_loss_curves,
@@ -43,6 +45,7 @@ from brrrr.models.evaluation.traversal import latent_traversal, save_traversal_p
 __all__ = [
     "CalibrationCurve",
     "EnsemblePrediction",
+    "PCAFeatures",
     "PrecisionRecall",
     "decode_maps",
     "ensemble_predict",

@@ -11,6 +11,15 @@ Architecture (defaults):
 * 1×1×1 convolution to 32 ch, flatten, linear to ``(mu, logvar)`` of ``latent_dim`` (128);
 * decoder: the mirror image (linear, residual blocks, nearest upsampling + conv), ending in one
   channel (mean) or two (mean and per-voxel log-variance, ``decoder_output="mean_logvar"``).
+  With ``reference_maps=True`` the decoder's output is a departure from stored reference maps
+  (buffers ``reference_mean`` and ``reference_logvar``, saved with the weights; set them with
+  :meth:`BetaVAE.set_reference`, e.g. to the training split's voxel-wise mean and log-variance).
+  A freshly built network then starts at the "mean map" prediction with per-voxel variances
+  instead of at noise around zero, and training spends its steps on what the latent adds.
+  With ``variance_gradient="stopped"`` the log-variance channel is the output convolution
+  applied to the decoder's last features with their gradient stopped: fitting the variance
+  then cannot change what the latent encodes (otherwise a cheap KL lets the latent record
+  where a map is exactly zero, so that the variance can shrink there).
 
 Conditioning (``metadata_dim > 0``): a :class:`MetadataEncoder` embeds metadata and its
 missing-value mask; the embedding drives the FiLM layers of encoder *and* decoder. A
@@ -33,6 +42,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 from brrrr.models.blocks.adversary import NuisanceAdversary
 from brrrr.models.blocks.decoder import ResNetDecoder3d
@@ -44,7 +54,7 @@ from brrrr.models.layers.gaussian import GaussianHead, reparameterize, soft_clam
 from brrrr.models.layers.padding import crop_to_shape, pad_to_multiple, padded_shape
 from brrrr.models.losses.kl import kl_standard_normal
 from brrrr.models.losses.masked import masked_mse
-from brrrr.models.losses.reconstruction import gaussian_nll
+from brrrr.models.losses.reconstruction import detached_variance_nll, gaussian_nll
 from brrrr.models.nets._trunk import ConditionedVolumeTrunk
 from brrrr.models.nets.output import VAEOutput
 
@@ -71,6 +81,11 @@ class BetaVAEConfig:
         hidden_dim: Width of the imputation head and the adversary.
         norm_groups: GroupNorm groups.
         logvar_limit: Log-variances are soft-clamped to ``(-logvar_limit, logvar_limit)``.
+        reference_maps: Add stored reference maps to the decoder's mean (and log-variance)
+            output; see :meth:`BetaVAE.set_reference`.
+        variance_gradient: ``"shared"``: the log-variance trains the whole decoder (and,
+            through the latent, the encoder); ``"stopped"``: only the output convolution's
+            log-variance filters (see the module docstring).
     """
 
     grid_shape: tuple[int, int, int] = (91, 109, 91)
@@ -88,6 +103,8 @@ class BetaVAEConfig:
     hidden_dim: int = 64
     norm_groups: int = 8
     logvar_limit: float = 10.0
+    reference_maps: bool = False
+    variance_gradient: Literal["shared", "stopped"] = "shared"
 
     def __post_init__(self) -> None:
         if len(self.dilations) != len(self.channels) - 1:
@@ -102,6 +119,10 @@ class BetaVAEConfig:
         if self.decoder_output not in ("mean", "mean_logvar"):
             raise ModelConfigError(
                 f"decoder_output must be 'mean' or 'mean_logvar', got {self.decoder_output!r}"
+            )
+        if self.variance_gradient not in ("shared", "stopped"):
+            raise ModelConfigError(
+                f"variance_gradient must be 'shared' or 'stopped', got {self.variance_gradient!r}"
             )
 
     @property
@@ -155,6 +176,34 @@ class BetaVAE(ConditionedVolumeTrunk, HubMixin):
             if config.nuisance_dim > 0
             else None
         )
+        self.reference_mean: torch.Tensor | None
+        self.reference_logvar: torch.Tensor | None
+        if config.reference_maps:
+            shape = (1, config.in_channels, *config.grid_shape)
+            self.register_buffer("reference_mean", torch.zeros(shape))
+            self.register_buffer("reference_logvar", torch.zeros(shape))
+        else:
+            self.reference_mean = self.reference_logvar = None
+
+    @torch.no_grad()
+    def set_reference(self, mean: torch.Tensor, *, logvar: torch.Tensor | None = None) -> None:
+        """Store the reference maps the decoder's output departs from.
+
+        Args:
+            mean: Broadcastable to ``(1, C, I, J, K)``: e.g. the training maps' voxel-wise mean.
+            logvar: Broadcastable to ``(1, C, I, J, K)``: e.g. the log of their voxel-wise
+                variance (aleatoric decoders); ``None`` keeps the current one.
+
+        Raises:
+            ModelConfigError: The model was built without ``reference_maps=True``.
+        """
+        if self.reference_mean is None or self.reference_logvar is None:
+            raise ModelConfigError(
+                "this BetaVAE has no reference maps; build it with reference_maps=True"
+            )
+        self.reference_mean.copy_(torch.broadcast_to(mean, self.reference_mean.shape))
+        if logvar is not None:
+            self.reference_logvar.copy_(torch.broadcast_to(logvar, self.reference_logvar.shape))
 
     def _features(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         h = self.encoder(pad_to_multiple(x, multiple=self.config.total_stride), cond)[-1]
@@ -206,12 +255,26 @@ class BetaVAE(ConditionedVolumeTrunk, HubMixin):
         h = self.from_latent(z).reshape(
             z.shape[0], config.bottleneck_channels, *config.bottom_shape
         )
-        out = self.decoder(self.from_bottleneck(h), cond)
-        out = crop_to_shape(out, config.grid_shape, multiple=config.total_stride)
+        h = self.from_bottleneck(h)
+        logvar: torch.Tensor | None
         if config.decoder_output == "mean":
-            return out, None
-        mean, logvar = out.chunk(2, dim=1)
-        return mean, soft_clamp(logvar, limit=config.logvar_limit)
+            mean, logvar = self.decoder(h, cond), None
+        elif config.variance_gradient == "shared":
+            mean, logvar = self.decoder(h, cond).chunk(2, dim=1)
+        else:
+            features = self.decoder.head_features(h, cond)
+            conv = self.decoder.output_conv
+            weight, bias = conv.weight.split(config.in_channels), conv.bias
+            biases = (None, None) if bias is None else bias.split(config.in_channels)
+            mean = F.conv3d(features, weight[0], biases[0], padding=conv.padding)
+            logvar = F.conv3d(features.detach(), weight[1], biases[1], padding=conv.padding)
+        mean = crop_to_shape(mean, config.grid_shape, multiple=config.total_stride)
+        if logvar is not None:
+            logvar = crop_to_shape(logvar, config.grid_shape, multiple=config.total_stride)
+        if self.reference_mean is not None and self.reference_logvar is not None:
+            mean = mean + self.reference_mean
+            logvar = None if logvar is None else logvar + self.reference_logvar
+        return mean, None if logvar is None else soft_clamp(logvar, limit=config.logvar_limit)
 
     def forward(
         self,
@@ -293,6 +356,8 @@ def beta_vae_loss(
     nuisance: torch.Tensor | None = None,
     nuisance_mask: torch.Tensor | None = None,
     adversary_weight: float = 1.0,
+    variance_fit: Literal["joint", "detached"] = "joint",
+    reference_logvar: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """β-VAE objective, averaged over the batch, with its terms for logging.
 
@@ -312,14 +377,32 @@ def beta_vae_loss(
         nuisance: ``(B, P)`` nuisance targets (e.g. standardised year), for the adversary.
         nuisance_mask: ``(B, P)`` where the nuisance is known (``None``: where finite).
         adversary_weight: Weight of the adversary loss.
+        variance_fit: For an aleatoric decoder: ``"joint"`` (the Gaussian NLL, which lets the
+            variance decide how much the mean matters) or ``"detached"``
+            (:func:`~brrrr.models.losses.detached_variance_nll`: the mean under
+            ``reference_logvar``, the variance on the stopped mean's residuals).
+        reference_logvar: Fixed log-variance of the ``"detached"`` fit (e.g. the model's
+            ``reference_logvar``); ``None``: unit variance.
 
     Returns:
         ``{"loss", "reconstruction", "kl"}`` and, when scored, ``"imputation"``, ``"adversary"``;
         scalars.
     """
-    recon = gaussian_nll(
-        target, output.reconstruction, logvar=output.reconstruction_logvar, mask=voxel_mask
-    ).mean()
+    if variance_fit not in ("joint", "detached"):
+        raise ModelConfigError(f"variance_fit must be 'joint' or 'detached', got {variance_fit!r}")
+    if variance_fit == "detached" and output.reconstruction_logvar is not None:
+        per_sample = detached_variance_nll(
+            target,
+            output.reconstruction,
+            logvar=output.reconstruction_logvar,
+            reference_logvar=reference_logvar,
+            mask=voxel_mask,
+        )
+    else:
+        per_sample = gaussian_nll(
+            target, output.reconstruction, logvar=output.reconstruction_logvar, mask=voxel_mask
+        )
+    recon = per_sample.mean()
     kl = output.kl.mean()
     terms = {"reconstruction": recon, "kl": kl}
     loss = recon + beta * kl

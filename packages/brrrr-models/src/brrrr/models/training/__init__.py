@@ -47,7 +47,13 @@ from brrrr.models.training.modules import (
     PointVAEModule,
     VAEModule,
 )
-from brrrr.models.training.run import TrainResult, build_datamodule, build_module, train
+from brrrr.models.training.run import (
+    TrainResult,
+    build_datamodule,
+    build_module,
+    set_reference_maps,
+    train,
+)
 from brrrr.models.training.sources import (
     coarsen_template,
     kernel_from_spec,
@@ -91,6 +97,7 @@ __all__ = [
     "resolve_precision",
     "run_config_from_dict",
     "select_studies",
+    "set_reference_maps",
     "study_split",
     "train",
 ]

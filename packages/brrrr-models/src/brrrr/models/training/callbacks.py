@@ -12,10 +12,11 @@
 
 :class:`SnapshotEnsemble` (Huang et al. 2017, "Snapshot Ensembles: Train 1, get M for free")
 owns the learning rate: a cosine from ``lr_max`` to ``lr_min`` restarted every
-``cycle_steps`` steps, ``lr(t) = lr_min + (lr_max − lr_min) · (1 + cos(π · (t mod C) / C)) / 2``,
-and at the end of each cycle saves the network with ``save_pretrained`` to
-``folder/snapshot-XX`` (rank 0), keeping the last ``n_snapshots``. Load them with
-:func:`brrrr.models.evaluation.load_ensemble`.
+``cycle_steps`` steps, ``lr(t) = lr_min + (lr_max − lr_min) · (1 + cos(π · (t mod C) / C)) / 2``
+(after an optional longer first cycle of ``first_cycle_steps``; later cycles may restart at a
+lower ``restart_lr``), and at the end of each cycle
+saves the network with ``save_pretrained`` to ``folder/snapshot-XX`` (rank 0), keeping the
+last ``n_snapshots``. Load them with :func:`brrrr.models.evaluation.load_ensemble`.
 
 Both callbacks keep their state in checkpoints, so a resumed run continues the same schedule.
 """
@@ -124,16 +125,28 @@ class SnapshotEnsemble(L.Callback):
     ) -> None:
         if config.n_snapshots < 1 or config.cycle_steps < 1:
             raise ValueError("a snapshot ensemble needs n_snapshots >= 1 and cycle_steps >= 1")
+        if config.first_cycle_steps is not None and config.first_cycle_steps < 1:
+            raise ValueError("first_cycle_steps must be at least 1 (or None)")
         self.folder = Path(folder)
         self.config = config
         self.lr_max = lr_max
         self.saved: list[str] = []
 
+    def _position(self, step: int) -> tuple[int, float]:
+        """``(cycle, fraction of it done)`` of optimizer step ``step`` (0-based)."""
+        first = self.config.first_cycle_steps or self.config.cycle_steps
+        if step < first:
+            return 0, step / first
+        cycle, offset = divmod(step - first, self.config.cycle_steps)
+        return cycle + 1, offset / self.config.cycle_steps
+
     def learning_rate(self, step: int) -> float:
         """The cyclical learning rate of optimizer step ``step`` (0-based)."""
-        cycle = self.config.cycle_steps
-        position = (step % cycle) / cycle
-        span = self.lr_max - self.config.lr_min
+        cycle, position = self._position(step)
+        start = (
+            self.lr_max if cycle == 0 or self.config.restart_lr is None else self.config.restart_lr
+        )
+        span = start - self.config.lr_min
         return self.config.lr_min + span * 0.5 * (1.0 + math.cos(math.pi * position))
 
     def on_train_batch_start(
@@ -155,9 +168,10 @@ class SnapshotEnsemble(L.Callback):
     ) -> None:
         """Save a snapshot when a cycle has just ended."""
         step = trainer.global_step
-        if step == 0 or step % self.config.cycle_steps:
+        cycle, position = self._position(step)
+        if step == 0 or position:
             return
-        name = f"snapshot-{step // self.config.cycle_steps:02d}"
+        name = f"snapshot-{cycle:02d}"
         if trainer.is_global_zero:
             model: Any = cast(Any, pl_module).model
             with torch.no_grad():

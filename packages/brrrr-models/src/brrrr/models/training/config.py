@@ -118,11 +118,19 @@ class SnapshotConfig:
         n_snapshots: Snapshots kept (0: off). A run of ``K * cycle_steps`` steps gives K.
         cycle_steps: Steps per learning-rate cycle; a snapshot is saved at each cycle's end.
         lr_min: Learning rate at the end of a cycle (the start is ``OptimConfig.lr``).
+        first_cycle_steps: Length of the first cycle (``None``: ``cycle_steps``). A long first
+            cycle trains the model; the short ones after it only spread the snapshots, so
+            a run of ``first + (K − 1) * cycle_steps`` steps gives K.
+        restart_lr: Learning rate at the start of every cycle after the first (``None``: the
+            first cycle's, ``OptimConfig.lr``); lower restarts explore around the trained model
+            instead of leaving it (cf. fast geometric ensembling, Garipov et al. 2018).
     """
 
     n_snapshots: int = 0
     cycle_steps: int = 100
     lr_min: float = 0.0
+    first_cycle_steps: int | None = None
+    restart_lr: float | None = None
 
 
 @dataclass(frozen=True)

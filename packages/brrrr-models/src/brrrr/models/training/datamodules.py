@@ -193,6 +193,24 @@ class MapDataModule(_StudyDataModule):
         maps = MapCache(cache_dir).build(peaks, kernel=kernel, template=template, progress=progress)
         return cls(maps, template=template, peaks=peaks, **kwargs)
 
+    def voxel_statistics(self, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        """Voxel-wise mean and variance of the maps of one split (use ``"train"`` only).
+
+        Returns:
+            ``(mean, variance)``, each ``(1, I, J, K)`` float32 on the template grid (scaled).
+        """
+        dataset = self.dataset(split)
+        total = np.zeros((1, *self.template.shape), dtype=np.float64)
+        squares = np.zeros_like(total)
+        for index in range(len(dataset)):
+            x = dataset[index]["x"].numpy().astype(np.float64)
+            total += x
+            squares += x * x
+        n = max(1, len(dataset))
+        mean = total / n
+        variance = np.maximum(squares / n - mean * mean, 0.0)
+        return mean.astype(np.float32), variance.astype(np.float32)
+
     def dataset(self, split: str) -> MapDataset:
         """The :class:`MapDataset` of ``"train"``, ``"val"`` or ``"test"``."""
         return MapDataset(

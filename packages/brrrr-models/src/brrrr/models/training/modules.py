@@ -20,7 +20,7 @@ import math
 import random
 from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -237,8 +237,13 @@ class BetaVAEModule(VAEModule):
             by the imputation head.
         imputation_weight: Weight of the imputation loss.
         adversary_weight: Weight of the nuisance adversary's loss.
+        variance_fit: ``"joint"`` Gaussian NLL or ``"detached"`` (the mean under the model's
+            reference variance, the aleatoric variance on the stopped mean's residuals); see
+            :func:`~brrrr.models.beta_vae_loss`.
         voxel_mask: ``(1, 1, I, J, K)`` voxels that count (e.g. the brain mask).
     """
+
+    model: BetaVAE
 
     def __init__(
         self,
@@ -249,6 +254,7 @@ class BetaVAEModule(VAEModule):
         hold_out_rate: float = 0.2,
         imputation_weight: float = 1.0,
         adversary_weight: float = 1.0,
+        variance_fit: Literal["joint", "detached"] = "joint",
         voxel_mask: torch.Tensor | None = None,
     ) -> None:
         super().__init__(optim=optim, beta=beta, voxel_mask=voxel_mask)
@@ -261,12 +267,14 @@ class BetaVAEModule(VAEModule):
         self.hold_out_rate = hold_out_rate
         self.imputation_weight = imputation_weight
         self.adversary_weight = adversary_weight
+        self.variance_fit: Literal["joint", "detached"] = variance_fit
         self._hyperparameters(
             config,
             beta=beta,
             hold_out_rate=hold_out_rate,
             imputation_weight=imputation_weight,
             adversary_weight=adversary_weight,
+            variance_fit=variance_fit,
         )
 
     def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -285,6 +293,8 @@ class BetaVAEModule(VAEModule):
             imputation_weight=self.imputation_weight,
             nuisance=batch.get("nuisance"),
             adversary_weight=self.adversary_weight,
+            variance_fit=self.variance_fit,
+            reference_logvar=self.model.reference_logvar,
         )
 
 

@@ -29,6 +29,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from brrrr.models.nets import BetaVAE
 from brrrr.models.training.callbacks import KLController, SnapshotEnsemble
 from brrrr.models.training.config import RunConfig
 from brrrr.models.training.datamodules import MapDataModule, PointCloudDataModule
@@ -47,7 +48,14 @@ from brrrr.models.training.sources import (
 from brrrr.models.training.splits import SplitConfig
 from brrrr.models.training.trainer import build_trainer
 
-__all__ = ["ModelKind", "TrainResult", "build_datamodule", "build_module", "train"]
+__all__ = [
+    "ModelKind",
+    "TrainResult",
+    "build_datamodule",
+    "build_module",
+    "set_reference_maps",
+    "train",
+]
 
 ModelKind = Literal["vae", "hvae", "pointvae"]
 _MODULES: dict[str, Callable[..., VAEModule]] = {
@@ -134,7 +142,35 @@ def build_module(
             kwargs["voxel_mask"] = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[
                 None, None
             ]
-    return _MODULES[kind](model, **kwargs)
+    module = _MODULES[kind](model, **kwargs)
+    if (
+        isinstance(module, BetaVAEModule)
+        and module.model.config.reference_maps
+        and isinstance(datamodule, MapDataModule)
+    ):
+        set_reference_maps(module.model, datamodule)
+    return module
+
+
+def set_reference_maps(
+    model: BetaVAE, datamodule: MapDataModule, *, min_variance_ratio: float = 0.01
+) -> None:
+    """Make ``model`` decode departures from the training split's voxel-wise mean and variance.
+
+    The variance is floored at ``min_variance_ratio`` times its average over the brain mask:
+    voxels that no training map touches would otherwise start with a variance of zero.
+
+    Args:
+        model: A ``BetaVAE`` built with ``reference_maps=True``.
+        datamodule: Its data; only the training split is read.
+        min_variance_ratio: Floor of the reference variance, relative to the mean variance.
+    """
+    mean, variance = datamodule.voxel_statistics("train")
+    mask = datamodule.template.mask
+    inside = variance[:, mask] if mask is not None else variance
+    floor = min_variance_ratio * float(inside.mean()) or 1e-6
+    logvar = np.log(np.maximum(variance, floor))
+    model.set_reference(torch.from_numpy(mean)[None], logvar=torch.from_numpy(logvar)[None])
 
 
 def _write_json(path: Path, payload: Any) -> None:
