@@ -6,8 +6,9 @@ lookup table maps each padded-grid position to its output column (or to nothing 
 outside the grid or the mask).
 
 CPU: numba loops (:mod:`._stamp_cpu`) walk each peak's stencil as runs of consecutive voxels,
-one Python thread per part of the study rows (parts never share an output row). Sparse output
-is built study by study in a cache-resident scratch row.
+each stamped where it overlaps the mask's intervals on its grid row (a small table per grid
+row stands for the lookup table), one Python thread per part of the study rows (parts never
+share an output row). Sparse output is built study by study in a cache-resident scratch row.
 
 CUDA: a chunk of peaks becomes one index array ``lut[peak + offsets] + row * V`` and one
 scatter (fill for spheres, max for Gaussians, add for KDA) into the output, allocated once;
@@ -90,12 +91,15 @@ class _Plan:
 class _CpuPlan:
     """Every group's peaks merged in study-row order, stencils as runs, for the CPU loops."""
 
-    lut: np.ndarray  # (padded voxels,) int32 packed: column + 1 and kept-run length
-    bases: np.ndarray  # (n,) int64 padded-grid position of each peak
+    table: np.ndarray  # (padded rows + 1, 4) int64: each row's first mask interval, extras
+    extra: np.ndarray  # (I, 3) int64: rows' further mask intervals (start, stop, column + 1)
+    peak_row: np.ndarray  # (n,) int64 padded-grid row (first two axes) of each peak
+    peak_k: np.ndarray  # (n,) int64 position of each peak along the last axis
     rows: np.ndarray  # (n,) int64 study row, ascending
     stencil: np.ndarray  # (n,) int64 stencil of each peak
     run_ptr: np.ndarray  # (G + 1,) int64: stencil g is runs run_ptr[g]:run_ptr[g + 1]
-    run_start: np.ndarray  # (R,) int64 flat offset of each run's first voxel
+    run_drow: np.ndarray  # (R,) int64 padded-grid rows from the peak to each run
+    run_dk: np.ndarray  # (R,) int64 offset of each run's first voxel along the last axis
     run_length: np.ndarray  # (R,) int64
     run_value: np.ndarray  # (R,) int64 index of each run's first value in ``values``
     values: np.ndarray  # (sum K,) float32 or uint8
@@ -134,15 +138,21 @@ def _cpu_plan(
     def joined(i: int) -> np.ndarray:
         return np.concatenate([r[i] for r in runs]) if runs else np.zeros(0, np.int64)
 
+    table, extra = _stamp_cpu.row_table(lut, row_length)
+    bases = np.concatenate([g.base.numpy() for g in groups])[order] if groups else rows
+    run_drow, run_dk = _stamp_cpu.split_offsets(joined(0), row_length)
     return _CpuPlan(
-        lut=_stamp_cpu.pack_lookup(lut, row_length),
-        bases=np.concatenate([g.base.numpy() for g in groups])[order] if groups else rows,
+        table=table,
+        extra=extra,
+        peak_row=bases // row_length,
+        peak_k=bases % row_length,
         rows=rows[order],
         stencil=np.repeat(np.arange(len(groups), dtype=np.int64), [g.rows.size for g in groups])[
             order
         ],
         run_ptr=np.concatenate([[0], np.cumsum(run_counts)]).astype(np.int64),
-        run_start=joined(0),
+        run_drow=run_drow,
+        run_dk=run_dk,
         run_length=joined(1),
         run_value=joined(2),
         values=np.concatenate(values) if values else np.zeros(0, np.float32),
@@ -362,12 +372,15 @@ def _render_rows_cpu(
         return
     _stamp_cpu.stamp_dense(
         storage.numpy(),
-        cpu.lut,
-        cpu.bases[first:last],
+        cpu.table,
+        cpu.extra,
+        cpu.peak_row[first:last],
+        cpu.peak_k[first:last],
         cpu.rows[first:last] - row0,
         cpu.stencil[first:last],
         cpu.run_ptr,
-        cpu.run_start,
+        cpu.run_drow,
+        cpu.run_dk,
         cpu.run_length,
         cpu.run_value,
         cpu.values,
@@ -556,12 +569,15 @@ def _sparse_cpu(plan: _Plan, n_rows: int, bar: object) -> scipy.sparse.csr_matri
             scratch, touched = scratches[part]
             first, last = np.searchsorted(cpu.rows, [a, b])
             end = _stamp_cpu.stamp_sparse(
-                cpu.lut,
-                cpu.bases[first:last],
+                cpu.table,
+                cpu.extra,
+                cpu.peak_row[first:last],
+                cpu.peak_k[first:last],
                 cpu.rows[first:last] - start,
                 cpu.stencil[first:last],
                 cpu.run_ptr,
-                cpu.run_start,
+                cpu.run_drow,
+                cpu.run_dk,
                 cpu.run_length,
                 cpu.run_value,
                 cpu.values.astype(np.float32, copy=False),

@@ -9,17 +9,20 @@ a dense block and ``nonzero`` and was slower than NiMARE. Here sparse maps are b
 study in a cache-resident scratch row, touching only stamped voxels.
 
 Runs: a stencil is stored as runs of consecutive voxels along the grid's last axis (a
-sphere of radius 5 voxels is 81 runs of up to 11). When every voxel of a run lies in the
-mask, its output columns are consecutive too, and the run is one loop over contiguous memory;
-runs crossing the mask's edge go voxel by voxel.
+sphere of radius 5 voxels is 81 runs of up to 11), each as a move of ``drow`` grid rows (of
+the zero-padded grid, flattened over its first two axes) and ``dk`` voxels along the last
+axis from the peak.
 
-The lookup table packs, for each position of the zero-padded grid, ``column + 1`` (0 outside
-the mask) shifted left by 8 bits and the number of kept voxels from there on along the last
-axis (capped at 255) in the low 8 bits: one load per run answers both "where does it go"
-and "is it all inside". The table is 4 bytes a voxel and stays in the last-level cache; the
-loads are the loops' main cost. The flat dense storage has one leading dump slot, so study
-row ``r`` and column ``c`` live at ``1 + r * n_columns + c``. Modes: 0 fill with the value,
-1 keep the maximum, 2 add.
+Intervals: the mask, on each row of the padded grid, is a few intervals of consecutive kept
+voxels, and the output columns of an interval are consecutive too. A run is stamped as its
+overlap with each interval of its row: one contiguous loop each, no per-voxel lookups. The
+row table holds each row's first interval (start, stop, ``column + 1`` of its start) and
+where the row's further intervals begin in a short list of extras (694 of 18,000 intervals on
+the 2 mm MNI brain mask). At 32 bytes a row (0.6 MB for that grid) it stays in the core's
+cache, where a voxel lookup table over the padded grid (8 MB) did not: against that table,
+ALE loops take 8-18 % less CPU time on the 906-analysis studyset and MKDA the same. The flat
+dense storage has one leading dump slot, so study row ``r`` and column ``c`` live at
+``1 + r * n_columns + c``. Modes: 0 fill with the value, 1 keep the maximum, 2 add.
 
 The functions are compiled on first use and cached next to this file (numba's
 ``cache=True``), so later processes load them in milliseconds.
@@ -33,8 +36,6 @@ import numba
 import numpy as np
 
 FILL, MAX, SUM = 0, 1, 2
-#: Bits of a lookup entry that hold the kept-run length.
-RUN_BITS = 8
 #: Spare output entries :func:`stamp_sparse` may write past its last pair.
 SLACK = 1
 #: log2 of the columns per touched flag in :func:`stamp_sparse` (flags are scanned 8 at a time).
@@ -57,49 +58,67 @@ def _combine(target, at, values, first, count, mode):
             target[at + u] = values[first + u]
 
 
+@numba.njit(inline="always", boundscheck=False)
+def _flag(touched, first, last):
+    """Flag the blocks of columns ``first..last`` in ``touched`` (see :func:`stamp_sparse`)."""
+    for block in range(first >> BLOCK_BITS, (last >> BLOCK_BITS) + 1):
+        touched[block] = 1
+
+
 @_jit
 def stamp_dense(
     storage,
-    lut,
-    bases,
+    table,
+    extra,
+    peak_row,
+    peak_k,
     rows,
     stencil,
     run_ptr,
-    run_start,
+    run_drow,
+    run_dk,
     run_length,
     run_value,
     values,
     modes,
     n_columns,
 ):
-    """Stamp peak ``p`` (padded-grid ``bases[p]``, study row ``rows[p]``) into ``storage``."""
-    for p in range(bases.shape[0]):
-        row = rows[p] * n_columns
+    """Stamp peak ``p`` (padded-grid row ``peak_row[p]``, position ``peak_k[p]`` along it;
+    study row ``rows[p]``) into ``storage``."""
+    for p in range(peak_row.shape[0]):
         g = stencil[p]
         mode = modes[g]
+        shift = rows[p] * n_columns
         for run in range(run_ptr[g], run_ptr[g + 1]):
-            position = bases[p] + run_start[run]
-            length = run_length[run]
-            v = run_value[run]
-            t = 0
-            while t < length:  # one pass for a run inside the mask, a few at its edge
-                entry = lut[position + t]
-                inside = min(entry & 255, length - t)
-                if inside == 0:
-                    t += 1
-                    continue
-                _combine(storage, row + (entry >> RUN_BITS), values, v + t, inside, mode)
-                t += inside
+            row = peak_row[p] + run_drow[run]
+            start = peak_k[p] + run_dk[run]
+            stop = start + run_length[run]
+            v = run_value[run] - start
+            first = table[row, 0]
+            a = max(start, first)
+            b = min(stop, table[row, 1])
+            if b > a:
+                _combine(storage, shift + table[row, 2] + (a - first), values, v + a, b - a, mode)
+            for i in range(table[row, 3], table[row + 1, 3]):
+                a = max(start, extra[i, 0])
+                b = min(stop, extra[i, 1])
+                if b > a:
+                    _combine(
+                        storage, shift + extra[i, 2] + (a - extra[i, 0]), values, v + a, b - a, mode
+                    )
 
 
 @_jit
 def stamp_sparse(
-    lut,
-    bases,
+    table,
+    extra,
+    peak_row,
+    peak_k,
     rows,
     stencil,
     run_ptr,
-    run_start,
+    run_drow,
+    run_dk,
     run_length,
     run_value,
     values,
@@ -123,7 +142,7 @@ def stamp_sparse(
     lowest and highest column: a few µs per study on the MNI mask, where sorting the ~30 k
     columns an ALE study touches took ~0.5 ms.
     """
-    n = bases.shape[0]
+    n = peak_row.shape[0]
     words = touched.view(np.uint64)
     p = 0
     while p < n:
@@ -131,26 +150,33 @@ def stamp_sparse(
         low = scratch.shape[0]
         high = -1
         while p < n and rows[p] == r:
+            # The loop of stamp_dense, into the scratch row (``column + 1`` - 1), noting the
+            # touched columns. (A shared inline walker returning them ran 1.2-3x slower.)
             g = stencil[p]
             mode = modes[g]
             for run in range(run_ptr[g], run_ptr[g + 1]):
-                at = bases[p] + run_start[run]
-                length = run_length[run]
-                v = run_value[run]
-                t = 0
-                while t < length:
-                    entry = lut[at + t]
-                    inside = min(entry & 255, length - t)
-                    if inside == 0:
-                        t += 1
-                        continue
-                    c0 = (entry >> RUN_BITS) - 1
+                row = peak_row[p] + run_drow[run]
+                start = peak_k[p] + run_dk[run]
+                stop = start + run_length[run]
+                v = run_value[run] - start
+                first = table[row, 0]
+                a = max(start, first)
+                b = min(stop, table[row, 1])
+                if b > a:
+                    c0 = table[row, 2] - 1 + (a - first)
+                    _combine(scratch, c0, values, v + a, b - a, mode)
                     low = min(low, c0)
-                    high = max(high, c0 + inside - 1)
-                    _combine(scratch, c0, values, v + t, inside, mode)
-                    for b in range(c0 >> BLOCK_BITS, ((c0 + inside - 1) >> BLOCK_BITS) + 1):
-                        touched[b] = 1
-                    t += inside
+                    high = max(high, c0 + b - a - 1)
+                    _flag(touched, c0, c0 + b - a - 1)
+                for i in range(table[row, 3], table[row + 1, 3]):
+                    a = max(start, extra[i, 0])
+                    b = min(stop, extra[i, 1])
+                    if b > a:
+                        c0 = extra[i, 2] - 1 + (a - extra[i, 0])
+                        _combine(scratch, c0, values, v + a, b - a, mode)
+                        low = min(low, c0)
+                        high = max(high, c0 + b - a - 1)
+                        _flag(touched, c0, c0 + b - a - 1)
             p += 1
         first_pair = position
         # Eight flags (64 columns) per word: skip untouched stretches a word at a time.
@@ -190,31 +216,44 @@ def stencil_runs(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return offsets[first].astype(np.int64), length, first
 
 
-@_jit
-def _pack(lut, row_length, packed):
-    run = 0
-    for i in range(lut.shape[0] - 1, -1, -1):  # backwards: runs count to their row's end
-        column = lut[i] if lut[i] > 0 else 0
-        if i % row_length == row_length - 1:
-            run = 0
-        run = run + 1 if column > 0 else 0
-        packed[i] = (column << RUN_BITS) | min(run, 255)
-
-
-def pack_lookup(lut: np.ndarray, row_length: int) -> np.ndarray:
-    """The packed lookup table (see the module notes) from ``column + 1`` or negative.
+def row_table(lut: np.ndarray, row_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mask's intervals on each row of the padded grid (see the module notes).
 
     Args:
-        lut: (P,) int64 over the padded grid in C order.
-        row_length: Length of the padded grid's last axis (kept runs stop at its end).
+        lut: (P,) int64 over the padded grid in C order: ``column + 1``, or ``<= 0`` outside
+            the mask.
+        row_length: Length of the padded grid's last axis.
 
     Returns:
-        (P,) int32, or int64 when the columns need more than 23 bits.
+        ``table`` (P / row_length + 1, 4) int64: per row, the first interval's start, stop
+        (exclusive) and ``column + 1`` at its start (zeros for a row without one), and where
+        the row's other intervals begin in ``extra`` (they end where the next row's begin);
+        ``extra`` (n, 3) int64: those intervals, as the first three columns.
+
+    Raises:
+        ValueError: Columns that do not step by one along an interval (not a C-order lookup).
     """
-    wide = int(lut.max(initial=0)) >= 1 << (31 - RUN_BITS)
-    packed = np.empty(lut.shape[0], dtype=np.int64 if wide else np.int32)
-    _pack(lut, row_length, packed)
-    return packed
+    grid = lut.reshape(-1, row_length)
+    edges = np.diff((grid > 0).astype(np.int8), axis=1, prepend=0, append=0)
+    rows, first = np.nonzero(edges == 1)
+    _, stop = np.nonzero(edges == -1)
+    intervals = np.stack([first, stop, grid[rows, first]], axis=1).astype(np.int64)
+    if not np.array_equal(grid[rows, stop - 1] - intervals[:, 2], stop - first - 1):
+        raise ValueError("output columns must step by one along the grid's last axis")
+    leads = np.ones(rows.size, dtype=bool)
+    leads[1:] = rows[1:] != rows[:-1]
+    table = np.zeros((grid.shape[0] + 1, 4), dtype=np.int64)
+    table[rows[leads], :3] = intervals[leads]
+    np.cumsum(np.bincount(rows[~leads], minlength=grid.shape[0]), out=table[1:, 3])
+    return table, np.ascontiguousarray(intervals[~leads])
+
+
+def split_offsets(offsets: np.ndarray, row_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat padded-grid offsets as (rows of the flattened first two axes, positions along the
+    last), for offsets less than half a row from a row's start along the last axis."""
+    half = row_length // 2
+    along = (offsets + half) % row_length - half
+    return (offsets - along) // row_length, along
 
 
 def scratch_row(n_columns: int) -> tuple[np.ndarray, np.ndarray]:
