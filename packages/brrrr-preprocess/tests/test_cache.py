@@ -8,12 +8,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from brrrr.core import samples, save_volume
+from brrrr.core.io.nifti import NiftiStream
 from brrrr.core.testing import write_broken_nifti, write_dicom_series
+from brrrr.preprocess import _cache_entry, _prepare_stream
 from brrrr.preprocess.cache import (
     CacheBuildError,
     CacheCorruptError,
@@ -25,7 +28,7 @@ from brrrr.preprocess.cache import (
     settings_for_mode,
 )
 from brrrr.preprocess.metadata import DatasetMetadata, MetadataError
-from brrrr.preprocess.prepare import PrepareSettings, load_image, prepare_for_inference
+from brrrr.preprocess.prepare import PrepareSettings, View, load_image, prepare_for_inference
 
 SHAPE = (16, 16, 8)
 SPACING = (4.0, 4.0, 8.0)
@@ -132,6 +135,41 @@ def test_entries_are_the_prepared_volumes_in_uint8(built: Path, name: str) -> No
         assert cache.load_image(study, image, window="mri").data.ndim == 3
         with pytest.raises(CacheError, match="'bone'"):
             cache.load_image(study, image, window="bone")
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_entries_equal_those_of_load_image_then_prepare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """Entries are built by the streaming load_and_prepare; the two-step route writes the
+    same bytes."""
+    for study, name, modality in (("s1", "t1", "t1"), ("s2", "head_ct", "ct")):
+        (tmp_path / "raw" / study).mkdir(parents=True)
+        volume = samples.phantom(shape=SHAPE, spacing=SPACING, modality=modality, axcodes="LPS")
+        save_volume(volume, tmp_path / "raw" / study / f"{name}{suffix}")
+    DatasetMetadata.from_directory(tmp_path, MODES).save(tmp_path / "metadata.json")
+    streamed: list[str] = []
+    stream = _prepare_stream.prepare_stream
+
+    def spy(nifti: NiftiStream, **kwargs: Any) -> tuple[Any, Any, View]:
+        streamed.append(Path(nifti.source).name)
+        return stream(nifti, **kwargs)
+
+    monkeypatch.setattr(_prepare_stream, "prepare_stream", spy)
+    CacheManager(tmp_path).build(num_workers=0, progress="none")
+    assert sorted(streamed) == [f"head_ct{suffix}", f"t1{suffix}"]
+    entries = tmp_path / "cache" / "entries"
+    one_call = {p.relative_to(entries): p.read_bytes() for p in entries.rglob("*") if p.is_file()}
+
+    def two_steps(path: str, **kwargs: Any) -> tuple[Any, Any, View]:
+        return prepare_for_inference(load_image(path), **kwargs)
+
+    monkeypatch.setattr(_cache_entry, "load_and_prepare", two_steps)
+    report = CacheManager(tmp_path).build(num_workers=0, force=True, progress="none")
+    assert sorted(report.rebuilt) == ["s1/t1", "s2/head_ct"]
+    two_step = {p.relative_to(entries): p.read_bytes() for p in entries.rglob("*") if p.is_file()}
+    assert len(one_call) == 6
+    assert one_call == two_step
 
 
 def test_files_are_plain_npy_and_a_json_manifest(built: Path) -> None:

@@ -17,6 +17,7 @@ from brrrr.preprocess.cache import CacheManager
 from brrrr.preprocess.collate import collate_tokens
 from brrrr.preprocess.datasets import DatasetError, ImageDataset, load_study_labels
 from brrrr.preprocess.metadata import DatasetMetadata
+from brrrr.preprocess.prepare import CT_WINDOWS, load_image, prepare_for_inference
 from brrrr.preprocess.sampler import StudyAwareBatchSampler
 from brrrr.preprocess.tokenize import untokenize
 
@@ -98,6 +99,17 @@ def test_cache_and_on_the_fly_agree_to_quantisation(root: Path) -> None:
         assert torch.equal(a["filtered"], b["filtered"])
     with pytest.raises(DatasetError, match="needs the cache"):
         _ = fresh.token_counts
+
+
+def test_on_the_fly_volumes_are_load_image_then_prepare(root: Path) -> None:
+    dataset = ImageDataset(root, use_cache=False, tokenize=False, ct_window_probs=(0, 0, 1))
+    for index in (0, 3):  # MRI, CT
+        item = dataset[index]
+        record = dataset.images[index]
+        img, mask, _ = prepare_for_inference(load_image(item["path"]), mode=record.mode)
+        channel = 0 if record.mode == "mri" else list(CT_WINDOWS).index("bone")
+        assert torch.equal(item["img"][0], torch.from_numpy(img[channel]))
+        assert torch.equal(item["mask"], torch.from_numpy(mask.astype(np.uint8)))
 
 
 def test_window_draws_follow_probabilities_and_torch_seed(root: Path) -> None:

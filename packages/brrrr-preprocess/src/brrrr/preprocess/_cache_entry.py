@@ -25,8 +25,7 @@ from brrrr.preprocess.prepare import (
     Mode,
     PrepareSettings,
     View,
-    load_image,
-    prepare_for_inference,
+    load_and_prepare,
 )
 
 __all__ = [
@@ -191,9 +190,8 @@ def build_entry(
     Returns:
         The entry record written to ``entry.json``.
     """
-    volume = load_image(source)
-    img_arrs, mask, view = prepare_for_inference(
-        volume, mode=mode, device=device, settings=PrepareSettings(**_settings_args(settings))
+    img_arrs, mask, view = load_and_prepare(
+        source, mode=mode, device=device, settings=PrepareSettings(**_settings_args(settings))
     )
     image = np.stack([_to_uint8(a) for a in img_arrs])
     mask_u8 = np.asarray(mask.detach().cpu() if hasattr(mask, "detach") else mask)

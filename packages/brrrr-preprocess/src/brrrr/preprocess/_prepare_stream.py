@@ -1,21 +1,28 @@
-"""The pieces of :func:`brrrr.preprocess.prepare.load_and_prepare` that work slab by slab.
+"""The streaming path of :func:`brrrr.preprocess.prepare.load_and_prepare`, slab by slab.
 
 A NIfTI file's voxels inflate in storage order, so the input's slices ``data[:, :, k]`` arrive
-one after the other. :class:`SlabResampler` computes :func:`~brrrr.preprocess._prepare_ops.
-resample_permuted`'s output one slab at a time — the slab along the output axis that the input's
-last axis becomes — from just the input slices that slab needs, with the same operations in the
-same order, so the values are bit for bit those of the whole-volume call. :class:`SortedRuns`
-keeps sorted copies of the slabs so that exact percentiles of the whole output cost almost
-nothing once the last slab is in (:func:`merged_order_statistics`).
+one after the other. :func:`prepare_nifti` opens the file with
+:func:`brrrr.core.io.nifti.stream_nifti`, whose background thread inflates it, and
+:func:`prepare_stream` prepares each output slab as soon as the input slices it reads are in.
+:class:`SlabResampler` computes :func:`~brrrr.preprocess._prepare_ops.resample_permuted`'s
+output one slab at a time — the slab along the output axis that the input's last axis
+becomes — from just the input slices that slab needs, with the same operations in the same
+order, so the values are bit for bit those of the whole-volume call. :class:`SortedRuns` keeps
+sorted copies of the slabs so that exact percentiles of the whole output cost almost nothing
+once the last slab is in (:func:`merged_order_statistics`).
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from brrrr.core.errors import UnsupportedFormatError
+from brrrr.core.io.nifti import NiftiStream, stream_nifti
 from brrrr.preprocess._prepare_ops import (
     AxisOp,
     NumpyOps,
@@ -25,8 +32,125 @@ from brrrr.preprocess._prepare_ops import (
     percentile_ranks,
     plan_resample,
 )
+from brrrr.preprocess.prepare import (
+    _BACKGROUND,
+    CT_WINDOWS,
+    Mode,
+    Plane,
+    PrepareSettings,
+    View,
+    _ct,
+    _plan,
+    _scale_mri,
+    prepare_for_inference,
+)
 
-__all__ = ["SlabResampler", "SortedRuns", "merged_order_statistics"]
+__all__ = [
+    "SlabResampler",
+    "SortedRuns",
+    "merged_order_statistics",
+    "prepare_nifti",
+    "prepare_stream",
+]
+
+
+def prepare_nifti(
+    path: str | os.PathLike[str],
+    *,
+    mode: Mode,
+    slice_axis: int | Plane | None,
+    settings: PrepareSettings,
+) -> tuple[Any, Any, View] | None:
+    """:func:`~brrrr.preprocess.prepare.load_and_prepare` of a NIfTI file, with numpy.
+
+    A 3-D image is prepared while it inflates (:func:`prepare_stream`); a 4-D one is read
+    whole and prepared as a batch.
+
+    Args:
+        path: The file.
+        mode: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
+        slice_axis: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
+        settings: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
+
+    Returns:
+        ``(img_arrs, mask, view)`` as numpy arrays, or ``None`` when ``path`` is not a NIfTI
+        file (the caller hands it to :func:`~brrrr.preprocess.prepare.load_image`'s readers).
+
+    Raises:
+        VolumeReadError: The file is corrupt or truncated.
+        PreparationError: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
+    """
+    try:
+        stream = stream_nifti(path)
+    except UnsupportedFormatError:  # not a NIfTI file: load_image's readers decide
+        return None
+    with stream:
+        if stream.data.ndim == 3:
+            return prepare_stream(stream, mode=mode, slice_axis=slice_axis, settings=settings)
+        volume = stream.result()
+    return prepare_for_inference(volume, mode=mode, slice_axis=slice_axis, settings=settings)
+
+
+def prepare_stream(
+    stream: NiftiStream, *, mode: Mode, slice_axis: int | Plane | None, settings: PrepareSettings
+) -> tuple[Any, Any, View]:
+    """:func:`~brrrr.preprocess.prepare.prepare_array` of a 3-D image whose slices are still
+    arriving (numpy).
+
+    Args:
+        stream: An open stream of an ``(I, J, K)`` image; it is waited on slice by slice, then
+            to its end, where its checksum is verified.
+        mode: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
+        slice_axis: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
+        settings: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
+
+    Returns:
+        ``(img_arrs, mask, view)``, identical to ``prepare_array(stream.result().data, ...)``.
+    """
+    ops = NumpyOps()
+    data, source = stream.data, stream.source
+    fill = _BACKGROUND[mode]
+    view, vox2vox, fit_offset, grid_shape = _plan(
+        tuple(int(n) for n in data.shape), stream.affine, slice_axis, settings, source
+    )
+    slabs = SlabResampler(data[None], vox2vox, grid_shape, fill)
+    channels = 1 if mode == "mri" else len(CT_WINDOWS)
+    if grid_shape == view.shape:
+        img = np.empty((1, channels, *grid_shape), dtype=np.float32)
+        mask = np.empty((1, *grid_shape), dtype=bool)
+        img_inside, mask_inside = img, mask
+    else:
+        img = np.zeros((1, channels, *view.shape), dtype=np.float32)
+        mask = np.zeros((1, *view.shape), dtype=bool)
+        inside = tuple(slice(o, o + n) for o, n in zip(fit_offset, grid_shape, strict=True))
+        img_inside, mask_inside = (
+            img[(slice(None), slice(None), *inside)],
+            mask[(slice(None), *inside)],
+        )
+    # MRI: the resampled slabs go into the output, which is scaled in place at the end. CT:
+    # each slab is windowed as soon as it is made.
+    x = img_inside[:, 0]
+    scratch = np.empty(tuple(1 if a == slabs.axis + 1 else n for a, n in enumerate(x.shape)), "f4")
+    runs = SortedRuns(x[0].size if mode == "mri" else 0)
+    per_slice = int(data.shape[0]) * int(data.shape[1])
+    lead = (slice(None),) * (slabs.axis + 1)
+    for o in slabs.order:
+        stream.wait((int(slabs.needs[o]) + 1) * per_slice)
+        at = (*lead, slice(o, o + 1))
+        slab = x[at] if mode == "mri" else scratch
+        slabs.slab(o, out=slab)
+        if data.dtype.kind == "f":
+            ops.nan_to_num(slab, fill)
+        if mode == "mri":
+            runs.add(slab)
+        else:
+            _ct(ops, slab, settings, img_inside[(slice(None), *at)], mask_inside[at])
+    if mode == "mri":
+        low, high = settings.mri_percentiles
+        stats = runs.percentiles((low, high, settings.foreground_percentile))
+        _scale_mri(ops, x, stats[None], x, mask_inside)
+    stream.wait()  # the end of the stream: its checksum is verified
+    return img[0], mask[0], view
 
 
 class SlabResampler:

@@ -1,7 +1,7 @@
 """A safe, content-addressed cache of prepared volumes as memory-mappable uint8 ``.npy``.
 
-:class:`CacheManager` runs :func:`~brrrr.preprocess.prepare.load_image` and
-:func:`~brrrr.preprocess.prepare.prepare_for_inference` once per image of a
+:class:`CacheManager` runs :func:`~brrrr.preprocess.prepare.load_and_prepare`
+(``prepare_for_inference(load_image(path), ...)``, overlapped) once per image of a
 dataset (see :mod:`brrrr.preprocess.metadata` for the layout) and stores the
 result so that training reads it with ``np.load(..., mmap_mode="r")``. No pickle
 anywhere: NeuroVFM's ``torch.load`` of ``.pt`` files runs code from whoever wrote
@@ -421,7 +421,7 @@ class CacheManager:
             on_error: ``"raise"``: after building everything else, raise
                 :class:`CacheBuildError` listing the images that failed.
                 ``"record"``: only record them (report and manifest).
-            device: Device for ``prepare_for_inference`` (not part of the key).
+            device: Device for ``load_and_prepare`` (not part of the key).
             progress: ``"bar"`` shows tqdm progress bars.
 
         Returns:

@@ -46,12 +46,7 @@ from torch.utils.data import Dataset
 from brrrr.core.errors import BrrrrError
 from brrrr.preprocess.cache import CacheManager
 from brrrr.preprocess.metadata import METADATA_FILE, DatasetMetadata, ImageRecord
-from brrrr.preprocess.prepare import (
-    CT_WINDOWS,
-    PrepareSettings,
-    load_image,
-    prepare_for_inference,
-)
+from brrrr.preprocess.prepare import CT_WINDOWS, PrepareSettings, load_and_prepare
 from brrrr.preprocess.tokenize import BackgroundRule, tokenize
 
 __all__ = ["DatasetError", "ImageDataset", "Label", "load_study_labels"]
@@ -145,7 +140,8 @@ class ImageDataset(Dataset[dict[str, Any]]):
         root: Dataset root holding ``metadata.json`` (and ``cache/`` with ``use_cache``).
         use_cache: Read memory-mapped uint8 volumes from the cache (built by
             :meth:`CacheManager.build`); otherwise load and prepare each source file
-            on every access (float32, no quantisation).
+            on every access (:func:`~brrrr.preprocess.prepare.load_and_prepare`; float32,
+            no quantisation).
         ct_window_probs: Probabilities of drawing the brain, blood and bone windows
             for a CT image; must sum to 1.
         random_crop: Crop a random token-aligned box of at most ``max_crop_tokens``
@@ -256,9 +252,7 @@ class ImageDataset(Dataset[dict[str, Any]]):
                 record.study, record.image, window=window if window is not None else "mri"
             )
             return entry.data, entry.mask, source
-        img, mask, _ = prepare_for_inference(
-            load_image(source), mode=record.mode, settings=self.settings
-        )
+        img, mask, _ = load_and_prepare(source, mode=record.mode, settings=self.settings)
         channel = 0 if window is None else list(CT_WINDOWS).index(window)
         return img[channel], np.asarray(mask, dtype=np.uint8), source
 

@@ -60,12 +60,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from brrrr.core import geometry, load_volume
-from brrrr.core.errors import BrrrrError, UnsupportedFormatError
-from brrrr.core.io.nifti import NiftiStream, stream_nifti
+from brrrr.core.errors import BrrrrError
 from brrrr.core.resample import grid_for_spacing
 from brrrr.core.volume import Volume
 from brrrr.preprocess._prepare_ops import NumpyOps, Ops, TorchOps, resample_permuted
-from brrrr.preprocess._prepare_stream import SlabResampler, SortedRuns
 
 if TYPE_CHECKING:
     import torch
@@ -335,73 +333,15 @@ def load_and_prepare(
     if mode not in _BACKGROUND:
         raise PreparationError(f"mode must be 'mri' or 'ct', got {mode!r}", path=path)
     if device is None and not Path(path).is_dir():
-        try:
-            stream = stream_nifti(path)
-        except UnsupportedFormatError:  # not a NIfTI file: load_image's readers decide
-            pass
-        else:
-            with stream:
-                if stream.data.ndim == 3:
-                    return _prepare_stream(
-                        stream, mode=mode, slice_axis=slice_axis, settings=settings
-                    )
-                volume = stream.result()
-            return prepare_for_inference(
-                volume, mode=mode, slice_axis=slice_axis, settings=settings
-            )
+        # Imported here: the streaming driver builds on this module's planning and arithmetic.
+        from brrrr.preprocess._prepare_stream import prepare_nifti
+
+        prepared = prepare_nifti(path, mode=mode, slice_axis=slice_axis, settings=settings)
+        if prepared is not None:
+            return prepared
     return prepare_for_inference(
         load_image(path), mode=mode, slice_axis=slice_axis, device=device, settings=settings
     )
-
-
-def _prepare_stream(
-    stream: NiftiStream, *, mode: Mode, slice_axis: int | Plane | None, settings: PrepareSettings
-) -> tuple[Any, Any, View]:
-    """:func:`prepare_array` of a 3-D image whose slices are still arriving (numpy)."""
-    ops = NumpyOps()
-    data, source = stream.data, stream.source
-    fill = _BACKGROUND[mode]
-    view, vox2vox, fit_offset, grid_shape = _plan(
-        tuple(int(n) for n in data.shape), stream.affine, slice_axis, settings, source
-    )
-    slabs = SlabResampler(data[None], vox2vox, grid_shape, fill)
-    channels = 1 if mode == "mri" else len(CT_WINDOWS)
-    if grid_shape == view.shape:
-        img = np.empty((1, channels, *grid_shape), dtype=np.float32)
-        mask = np.empty((1, *grid_shape), dtype=bool)
-        img_inside, mask_inside = img, mask
-    else:
-        img = np.zeros((1, channels, *view.shape), dtype=np.float32)
-        mask = np.zeros((1, *view.shape), dtype=bool)
-        inside = tuple(slice(o, o + n) for o, n in zip(fit_offset, grid_shape, strict=True))
-        img_inside, mask_inside = (
-            img[(slice(None), slice(None), *inside)],
-            mask[(slice(None), *inside)],
-        )
-    # MRI: the resampled slabs go into the output, which is scaled in place at the end. CT:
-    # each slab is windowed as soon as it is made.
-    x = img_inside[:, 0]
-    scratch = np.empty(tuple(1 if a == slabs.axis + 1 else n for a, n in enumerate(x.shape)), "f4")
-    runs = SortedRuns(x[0].size if mode == "mri" else 0)
-    per_slice = int(data.shape[0]) * int(data.shape[1])
-    lead = (slice(None),) * (slabs.axis + 1)
-    for o in slabs.order:
-        stream.wait((int(slabs.needs[o]) + 1) * per_slice)
-        at = (*lead, slice(o, o + 1))
-        slab = x[at] if mode == "mri" else scratch
-        slabs.slab(o, out=slab)
-        if data.dtype.kind == "f":
-            ops.nan_to_num(slab, fill)
-        if mode == "mri":
-            runs.add(slab)
-        else:
-            _ct(ops, slab, settings, img_inside[(slice(None), *at)], mask_inside[at])
-    if mode == "mri":
-        low, high = settings.mri_percentiles
-        stats = runs.percentiles((low, high, settings.foreground_percentile))
-        _scale_mri(ops, x, stats[None], x, mask_inside)
-    stream.wait()  # the end of the stream: its checksum is verified
-    return img[0], mask[0], view
 
 
 def prepare_array(

@@ -170,19 +170,7 @@ class MapCache:
             MapCacheError: Some studies' maps are not cached (they are named).
         """
         keys = self.keys_for(peaks, kernel=kernel, template=template, layout=layout, dtype=dtype)
-        entries = self._read_manifest()["entries"]
-        missing = [str(s) for s, k in zip(peaks.study_ids, keys, strict=True) if k not in entries]
-        if missing:
-            raise MapCacheError(
-                f"{len(missing)} of {len(keys)} studies are not cached ({missing[:5]}"
-                f"{'...' if len(missing) > 5 else ''}); run MapCache.build first",
-                path=self.root,
-            )
-        return CachedMaps(
-            self.root,
-            [str(s) for s in peaks.study_ids],
-            [{"key": k, **entries[k]} for k in keys],
-        )
+        return self._cached(peaks, keys, self._read_manifest()["entries"])
 
     def build(
         self,
@@ -266,11 +254,25 @@ class MapCache:
                     bar.update(batch.stop - batch.start)
             finally:
                 bar.close()
-        return CachedMaps(
-            self.root,
-            [str(s) for s in peaks.study_ids],
-            [{"key": k, **entries[k]} for k in keys],
-        )
+        return self._cached(peaks, keys, entries)
+
+    def _cached(
+        self, peaks: PeakTable, keys: Sequence[str], entries: dict[str, dict[str, Any]]
+    ) -> CachedMaps:
+        """The maps of ``peaks``' studies, whose content ``keys`` are looked up in ``entries``.
+
+        Raises:
+            MapCacheError: Some studies' maps are not in ``entries`` (they are named).
+        """
+        study_ids = [str(s) for s in peaks.study_ids]
+        missing = [s for s, k in zip(study_ids, keys, strict=True) if k not in entries]
+        if missing:
+            raise MapCacheError(
+                f"{len(missing)} of {len(keys)} studies are not cached ({missing[:5]}"
+                f"{'...' if len(missing) > 5 else ''}); run MapCache.build first",
+                path=self.root,
+            )
+        return CachedMaps(self.root, study_ids, [{"key": k, **entries[k]} for k in keys])
 
     def _read_manifest(self) -> dict[str, Any]:
         path = self.manifest_path
