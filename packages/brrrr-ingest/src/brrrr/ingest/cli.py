@@ -12,14 +12,12 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from brrrr.ingest._commands import command_group, with_options
+
 __all__ = ["bids_app"]
 
-bids_app = typer.Typer(
-    name="bids",
-    help="BIDS datasets → Hugging Face datasets: convert (to-hf), push, verify, validate.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+bids_app = command_group(
+    "bids", help="BIDS datasets → Hugging Face datasets: convert (to-hf), push, verify, validate."
 )
 
 Root = Annotated[
@@ -64,17 +62,18 @@ CheckOpt = Annotated[
 
 
 def _convert_options(
-    level: str,
-    shard_size: str,
-    row_group_size: str,
-    subject: list[str] | None,
-    session: list[str] | None,
-    datatype: list[str] | None,
-    suffix: list[str] | None,
-    derivatives: bool,
-    on_error: str,
-    check: str,
+    level: LevelOpt = "file",
+    shard_size: ShardSize = "500MB",
+    row_group_size: RowGroupSize = "64MB",
+    subject: Subjects = None,
+    session: Sessions = None,
+    datatype: Datatypes = None,
+    suffix: Suffixes = None,
+    derivatives: Derivatives = True,
+    on_error: OnErrorOpt = "raise",
+    check: CheckOpt = "header",
 ) -> dict[str, Any]:
+    """The conversion options of ``to-hf`` and ``push``, as keywords of ``to_hf``."""
     from brrrr.ingest.shards import parse_size
 
     try:
@@ -103,21 +102,14 @@ def _print_skipped(skipped: list[dict[str, str]]) -> None:
 
 
 @bids_app.command("to-hf")
+@with_options("options", _convert_options)
 def to_hf_command(
     root: Root,
     out: Annotated[
         Path, typer.Argument(help="Output folder: data/*.parquet, manifest.json, README.md.")
     ],
-    level: LevelOpt = "file",
-    shard_size: ShardSize = "500MB",
-    row_group_size: RowGroupSize = "64MB",
-    subject: Subjects = None,
-    session: Sessions = None,
-    datatype: Datatypes = None,
-    suffix: Suffixes = None,
-    derivatives: Derivatives = True,
-    on_error: OnErrorOpt = "raise",
-    check: CheckOpt = "header",
+    *,
+    options: dict[str, Any],
     overwrite: Annotated[
         bool,
         typer.Option("--overwrite", help="Replace an earlier conversion made with other options."),
@@ -126,18 +118,6 @@ def to_hf_command(
     """Convert a BIDS dataset to Parquet shards with a manifest and a dataset card (resumable)."""
     from brrrr.ingest.shards import to_hf
 
-    options = _convert_options(
-        level,
-        shard_size,
-        row_group_size,
-        subject,
-        session,
-        datatype,
-        suffix,
-        derivatives,
-        on_error,
-        check,
-    )
     result = to_hf(root, out, mode="overwrite" if overwrite else "resume", **options)
     manifest = result.manifest
     _print_skipped(manifest.skipped)
@@ -148,6 +128,7 @@ def to_hf_command(
 
 
 @bids_app.command("push")
+@with_options("options", _convert_options)
 def push_command(
     root: Root,
     repo_id: Annotated[
@@ -166,32 +147,12 @@ def push_command(
     private: Annotated[
         bool, typer.Option("--private", help="Create the Hub repo private.")
     ] = False,
-    level: LevelOpt = "file",
-    shard_size: ShardSize = "500MB",
-    row_group_size: RowGroupSize = "64MB",
-    subject: Subjects = None,
-    session: Sessions = None,
-    datatype: Datatypes = None,
-    suffix: Suffixes = None,
-    derivatives: Derivatives = True,
-    on_error: OnErrorOpt = "raise",
-    check: CheckOpt = "header",
+    *,
+    options: dict[str, Any],
 ) -> None:
     """Convert and upload shard groups as they are written (resumable; retries rate limits)."""
     from brrrr.ingest.hub import destination_for, push
 
-    options = _convert_options(
-        level,
-        shard_size,
-        row_group_size,
-        subject,
-        session,
-        datatype,
-        suffix,
-        derivatives,
-        on_error,
-        check,
-    )
     result = push(
         root,
         destination_for(repo_id, private=private),

@@ -191,31 +191,22 @@ class HubDestination:
                 attempts=self.attempts,
             )
             self._created = True
+        extra: dict[str, Any]
         if hasattr(api, "upload_large_folder"):  # huggingface_hub < 1.0
-
-            def call() -> Any:
-                return api.upload_large_folder(
-                    repo_id=self.repo_id,
-                    folder_path=folder,
-                    repo_type="dataset",
-                    revision=self.revision,
-                    allow_patterns=list(paths),
-                    print_report=False,
-                )
+            upload, extra = api.upload_large_folder, {"print_report": False}
         else:
-
-            def call() -> Any:
-                return api.upload_folder(
-                    repo_id=self.repo_id,
-                    folder_path=folder,
-                    repo_type="dataset",
-                    revision=self.revision,
-                    allow_patterns=list(paths),
-                    commit_message=message,
-                )
-
+            upload, extra = api.upload_folder, {"commit_message": message}
         with_retries(
-            call, what=f"uploading {len(paths)} files to {self.id}", attempts=self.attempts
+            lambda: upload(
+                repo_id=self.repo_id,
+                folder_path=folder,
+                repo_type="dataset",
+                revision=self.revision,
+                allow_patterns=list(paths),
+                **extra,
+            ),
+            what=f"uploading {len(paths)} files to {self.id}",
+            attempts=self.attempts,
         )
 
 

@@ -13,14 +13,13 @@ from typing import Annotated, Literal
 
 import typer
 
+from brrrr.ingest._commands import command_group
+
 __all__ = ["neurosynth_app"]
 
-neurosynth_app = typer.Typer(
-    name="neurosynth",
+neurosynth_app = command_group(
+    "neurosynth",
     help="Coordinate databases (NeuroStore, Neurosynth, NIMADS, Sleuth) → one tidy table.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
 
 
