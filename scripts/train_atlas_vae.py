@@ -6,7 +6,9 @@ grid) in a map cache, split by *study* (train / val / test). With no arguments i
 version on 2 CPU cores in about two minutes: the 2 mm MNI grid coarsened 4× (8 mm, 23×28×23), a
 small two-stage aleatoric β-VAE, 384 steps with a cyclical learning rate (one long cycle, then two
 short ones restarted at a quarter of the rate) giving a 3-member snapshot ensemble. ``--full``
-trains on the 2 mm grid (91×109×91) with the default architecture for longer (GPU recommended).
+trains the recipe of ``packages/brrrr-models/configs/atlas_vae.yaml`` as it is: the 2 mm grid
+(91×109×91), the default architecture, 3000 steps (GPU recommended). The quick run is that
+recipe with the changes in ``QUICK_MODEL`` and ``QUICK_*``; ``--steps`` rescales the schedules.
 
 What makes the quick run learn more than the average map (see ``metrics.json``):
 
@@ -39,6 +41,7 @@ import json
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -56,18 +59,16 @@ from brrrr.models.evaluation import (
     save_traversal_png,
 )
 from brrrr.models.training import (
-    DataConfig,
-    KLConfig,
-    OptimConfig,
     RunConfig,
-    SnapshotConfig,
-    TrainerConfig,
     VAEModule,
     build_datamodule,
     build_module,
+    load_run_config,
     train,
 )
 
+RECIPE = Path(__file__).resolve().parents[1] / "packages/brrrr-models/configs/atlas_vae.yaml"
+# What the quick run changes in the recipe; everything else comes from RECIPE.
 QUICK_MODEL = {
     # Two stages: the deepest grid is 6×8×6 (32 mm cells), so the latent reaches a grid on which
     # 16 mm blobs can be placed; with three stages (64 mm cells) the decoder learned to use the
@@ -78,60 +79,80 @@ QUICK_MODEL = {
     "bottleneck_channels": 8,
     "metadata_embedding_dim": 16,
     "hidden_dim": 32,
-    "decoder_output": "mean_logvar",
-    "reference_maps": True,
-    "variance_gradient": "stopped",
 }
-FULL_MODEL = {
-    "latent_dim": 64,
-    "decoder_output": "mean_logvar",
-    "reference_maps": True,
-    "variance_gradient": "stopped",
-}
+QUICK_BETA = 0.1
+QUICK_FWHM_MM = 16.0  # 16 mm on the 8 mm grid so a blob spans more than a voxel
+QUICK_STEPS = 384
 PCA_COMPONENTS = 16
 
 
 def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
-    steps = args.steps or (3000 if args.full else 384)
-    snapshots = 3
-    # One long cycle that trains the model, then short ones from a quarter of the learning rate
-    # that spread the snapshots around it (full restarts undid much of the first cycle).
-    first_cycle = max(1, 2 * steps // 3)
-    cycle = max(1, (steps - first_cycle) // (snapshots - 1))
-    lr = 2e-3
-    beta = 1.0 if args.full else 0.1
-    return RunConfig(
-        model=FULL_MODEL if args.full else QUICK_MODEL,
-        module={"beta": beta, "hold_out_rate": 0.2, "variance_fit": "detached"},
-        data=DataConfig(
-            source="nimare:nback_vs_flanker",
-            # 12 mm at 2 mm voxels; 16 mm on the 8 mm grid so a blob spans more than a voxel.
-            kernel={"name": "gaussian", "fwhm_mm": 12.0 if args.full else 16.0},
-            downsample=1 if args.full else args.downsample,
-            metadata=("year", "sample_size", "n_peaks"),
-            batch_size=16,
-            val_fraction=0.1,
-            test_fraction=0.1,
-        ),
-        optim=OptimConfig(lr=lr, warmup_steps=min(20, steps // 10)),
-        kl=KLConfig(mode="linear", beta=beta, warmup_steps=max(1, steps // 3)),
-        snapshots=SnapshotConfig(
-            n_snapshots=snapshots,
-            cycle_steps=cycle,
-            first_cycle_steps=first_cycle,
-            restart_lr=lr / 4,
-        ),
-        trainer=TrainerConfig(
-            max_steps=steps,
-            seed=args.seed,
-            accelerator=args.accelerator,
-            checkpoint_every_n_steps=max(1, steps // 4),
-            log_every_n_steps=max(1, steps // 40),
-            val_every_n_steps=max(1, steps // 4),
-            tensorboard=True,
-            progress_bar=False,
+    """The run: ``--full`` is :data:`RECIPE` as it is; the quick run is that recipe with the
+    ``QUICK_*`` changes (a smaller model, β, kernel and grid; no loader workers).
+
+    Both take the output folder, the seed and the accelerator from ``args``; ``--steps``
+    rescales the schedules (:func:`with_steps`).
+    """
+    config = load_run_config(RECIPE)
+    if not args.full:
+        config = replace(
+            config,
+            model={**config.model, **QUICK_MODEL},
+            module={**config.module, "beta": QUICK_BETA},
+            data=replace(
+                config.data,
+                kernel={**config.data.kernel, "fwhm_mm": QUICK_FWHM_MM},
+                downsample=args.downsample,
+                num_workers=0,  # 2 CPU cores: the main process reads the small maps
+            ),
+            kl=None if config.kl is None else replace(config.kl, beta=QUICK_BETA),
+        )
+    config = with_steps(
+        config, args.steps or (config.trainer.max_steps if args.full else QUICK_STEPS)
+    )
+    return replace(
+        config,
+        trainer=replace(
+            config.trainer, seed=args.seed, accelerator=args.accelerator, progress_bar=False
         ),
         output_dir=str(out / "run"),
+    )
+
+
+def with_steps(config: RunConfig, steps: int) -> RunConfig:
+    """``config`` for a run of ``steps`` optimizer steps.
+
+    The KL warm-up, the long first snapshot cycle and the checkpoint, validation and log
+    intervals keep their share of the run; the short snapshot cycles share what is left.
+    """
+    total = config.trainer.max_steps
+
+    def share(n: int) -> int:
+        return max(1, n * steps // total) if n > 0 else n
+
+    snapshots = config.snapshots
+    if snapshots.first_cycle_steps is not None and snapshots.n_snapshots > 1:
+        first = share(snapshots.first_cycle_steps)
+        rest = max(1, (steps - first) // (snapshots.n_snapshots - 1))
+        snapshots = replace(snapshots, first_cycle_steps=first, cycle_steps=rest)
+    else:
+        snapshots = replace(snapshots, cycle_steps=share(snapshots.cycle_steps))
+    kl = config.kl
+    if kl is not None:
+        kl = replace(kl, warmup_steps=share(kl.warmup_steps))
+    trainer = config.trainer
+    val_every = trainer.val_every_n_steps
+    return replace(
+        config,
+        kl=kl,
+        snapshots=snapshots,
+        trainer=replace(
+            trainer,
+            max_steps=steps,
+            checkpoint_every_n_steps=share(trainer.checkpoint_every_n_steps),
+            val_every_n_steps=None if val_every is None else share(val_every),
+            log_every_n_steps=share(trainer.log_every_n_steps),
+        ),
     )
 
 
@@ -150,7 +171,9 @@ def collate(batches: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: temp)")
-    parser.add_argument("--full", action="store_true", help="2 mm grid, full model, 3000 steps")
+    parser.add_argument(
+        "--full", action="store_true", help="the recipe file as it is: 2 mm grid, 3000 steps"
+    )
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps")
     parser.add_argument("--downsample", type=int, default=4, help="coarsening of the 2 mm grid")
     parser.add_argument("--seed", type=int, default=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pytest
@@ -15,15 +16,12 @@ from brrrr.models.training import (
     BetaVAEModule,
     KLConfig,
     KLController,
-    MapDataModule,
     OptimConfig,
     SnapshotConfig,
     SnapshotEnsemble,
-    SplitConfig,
     kl_schedule,
 )
-from brrrr.models.training.samples import synthetic_peaks, toy_template
-from brrrr.preprocess.kernels import Gaussian
+from brrrr.models.training.samples import toy_template
 
 
 def test_open_loop_schedules() -> None:
@@ -87,26 +85,12 @@ def test_snapshot_first_cycle_can_be_longer() -> None:
     assert lower.learning_rate(7) == pytest.approx(0.1)
 
 
-def test_snapshot_ensemble_gives_k_models_and_epistemic_variance(tmp_path: Path) -> None:
-    peaks, groups = synthetic_peaks(n_studies=8, analyses_per_study=2)
-    dm = MapDataModule.from_peaks(
-        peaks,
-        groups=groups,
-        cache_dir=tmp_path / "cache",
-        kernel=Gaussian(fwhm_mm=25),
-        template=toy_template(),
-        split=SplitConfig(0.25, 0.0),
-        batch_size=4,
-    )
+def test_snapshot_ensemble_gives_k_models_and_epistemic_variance(
+    tmp_path: Path, tiny_maps: Any, tiny_map_model: dict[str, Any], fit_cpu: Any
+) -> None:
+    dm = tiny_maps(tmp_path / "cache", n_studies=8, metadata=(), val_fraction=0.25)
     module = BetaVAEModule(
-        {
-            "grid_shape": toy_template().shape,
-            "channels": (8, 8),
-            "dilations": (1,),
-            "latent_dim": 4,
-            "bottleneck_channels": 8,
-            "decoder_output": "mean_logvar",
-        },
+        {**tiny_map_model, "grid_shape": toy_template().shape, "decoder_output": "mean_logvar"},
         optim=OptimConfig(lr=5e-3),
     )
     snapshots = SnapshotEnsemble(
@@ -119,17 +103,7 @@ def test_snapshot_ensemble_gives_k_models_and_epistemic_variance(tmp_path: Path)
         def on_before_optimizer_step(self, trainer: L.Trainer, *args: object) -> None:
             lrs.append(trainer.optimizers[0].param_groups[0]["lr"])  # the lr the step uses
 
-    L.Trainer(
-        max_steps=12,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        callbacks=[kl, snapshots, RecordLR()],
-    ).fit(module, datamodule=dm)
+    fit_cpu(module, dm, 12, callbacks=[kl, snapshots, RecordLR()])
     assert snapshots.saved == ["snapshot-02", "snapshot-03", "snapshot-04"]  # the last K kept
     assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == snapshots.saved
     assert lrs[0] == pytest.approx(5e-3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,6 @@ from typer.testing import CliRunner
 
 from brrrr.core import load_volume
 from brrrr.core.cli import build_app
-from brrrr.models.training.samples import synthetic_peaks
 
 RUNNER = CliRunner()
 MODELS = {
@@ -49,23 +49,12 @@ MODELS = {
 }
 
 
-def _peak_csv(path: Path) -> Path:
-    peaks, groups = synthetic_peaks(n_studies=8, analyses_per_study=2)
-    lines = ["id,study_id,x,y,z,year"]
-    for row, (study, group) in enumerate(zip(peaks.study_ids, groups, strict=True)):
-        year = "" if np.isnan(peaks.years[row]) else str(peaks.years[row])
-        for x, y, z in peaks.study_peaks(row):
-            lines.append(f"{study},{group},{x},{y},{z},{year}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _config(tmp_path: Path, kind: str) -> Path:
+def _config(tmp_path: Path, kind: str, source: Path) -> Path:
     run = {
         "model": MODELS[kind],
         "module": {"beta": 0.01} if kind == "pointvae" else {},
         "data": {
-            "source": str(_peak_csv(tmp_path / "peaks.csv")),
+            "source": str(source),
             "downsample": 8,
             "kernel": {"name": "gaussian", "fwhm_mm": 25},
             "batch_size": 4,
@@ -95,13 +84,13 @@ def _invoke(*args: str) -> str:
     return result.output
 
 
-def _train(tmp_path: Path, kind: str, steps: int) -> Path:
+def _train(tmp_path: Path, kind: str, steps: int, peak_csv: Callable[[Path], Path]) -> Path:
     out = tmp_path / "run"
     _invoke(
         "train",
         kind,
         "--config",
-        str(_config(tmp_path, kind)),
+        str(_config(tmp_path, kind, peak_csv(tmp_path / "peaks.csv"))),
         "--output-dir",
         str(out),
         "--max-steps",
@@ -114,8 +103,10 @@ def _train(tmp_path: Path, kind: str, steps: int) -> Path:
     return out
 
 
-def test_train_vae_resumes_and_generate_writes_nifti(tmp_path: Path) -> None:
-    out = _train(tmp_path, "vae", 4)
+def test_train_vae_resumes_and_generate_writes_nifti(
+    tmp_path: Path, peak_csv: Callable[[Path], Path]
+) -> None:
+    out = _train(tmp_path, "vae", 4, peak_csv)
     model = out / "model"
     assert {"config.json", "model.safetensors", "template.json", "metadata.json"} <= {
         p.name for p in model.iterdir()
@@ -179,8 +170,10 @@ def test_train_vae_resumes_and_generate_writes_nifti(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["hvae", "pointvae"])
-def test_train_hvae_and_pointvae(tmp_path: Path, kind: str) -> None:
-    out = _train(tmp_path, kind, 2)
+def test_train_hvae_and_pointvae(
+    tmp_path: Path, kind: str, peak_csv: Callable[[Path], Path]
+) -> None:
+    out = _train(tmp_path, kind, 2, peak_csv)
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["model_type"] == {"hvae": "HierarchicalVAE", "pointvae": "PointVAE"}[kind]
     assert config["metadata_dim"] == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -12,7 +13,6 @@ import torch
 from brrrr.models.training import (
     BetaVAEModule,
     HierarchicalVAEModule,
-    MapDataModule,
     OptimConfig,
     PointCloudDataModule,
     PointVAEModule,
@@ -21,42 +21,7 @@ from brrrr.models.training import (
     run_config_from_dict,
 )
 from brrrr.models.training.samples import synthetic_peaks, toy_template
-from brrrr.preprocess.kernels import Gaussian
 from brrrr.preprocess.pointclouds import save_point_clouds, to_point_clouds
-
-TINY_MAPS = {
-    "channels": (8, 8),
-    "dilations": (1,),
-    "bottleneck_channels": 8,
-    "metadata_embedding_dim": 8,
-}
-
-
-def _maps(tmp_path: Path) -> MapDataModule:
-    peaks, groups = synthetic_peaks(n_studies=12, analyses_per_study=2)
-    return MapDataModule.from_peaks(
-        peaks,
-        groups=groups,
-        cache_dir=tmp_path / "cache",
-        kernel=Gaussian(fwhm_mm=25),
-        template=toy_template(),
-        metadata=("year", "n_peaks"),
-        split=SplitConfig(0.2, 0.0),
-        batch_size=4,
-    )
-
-
-def _fit(module: L.LightningModule, dm: L.LightningDataModule, steps: int) -> None:
-    L.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-    ).fit(module, datamodule=dm)
 
 
 @torch.no_grad()
@@ -69,34 +34,31 @@ def _loss(module: L.LightningModule, dm: L.LightningDataModule) -> float:
 
 
 @pytest.mark.parametrize("kind", ["vae", "hvae"])
-def test_map_modules_lower_the_loss(tmp_path: Path, kind: str) -> None:
-    dm = _maps(tmp_path)
+def test_map_modules_lower_the_loss(
+    tmp_path: Path,
+    kind: str,
+    tiny_maps: Any,
+    tiny_map_model: dict[str, Any],
+    tiny_hierarchical_config: Any,
+    fit_cpu: Any,
+) -> None:
+    dm = tiny_maps(tmp_path / "cache")
     grid = toy_template().shape
     if kind == "vae":
         module: L.LightningModule = BetaVAEModule(
-            {**TINY_MAPS, "grid_shape": grid, "latent_dim": 4, "metadata_dim": 2, "hidden_dim": 8},
-            optim=OptimConfig(lr=3e-3),
+            {**tiny_map_model, "grid_shape": grid, "metadata_dim": 2}, optim=OptimConfig(lr=3e-3)
         )
     else:
         module = HierarchicalVAEModule(
-            {
-                **TINY_MAPS,
-                "grid_shape": grid,
-                "channels": (8, 8, 8),
-                "dilations": (1, 1),
-                "bottom_stage": 1,
-                "top_latent_dim": 4,
-                "bottom_latent_channels": 2,
-                "metadata_dim": 2,
-            },
+            tiny_hierarchical_config(grid_shape=grid, channels=(8, 8, 8), metadata_dim=2),
             optim=OptimConfig(lr=3e-3),
         )
     before = _loss(module, dm)
-    _fit(module, dm, 10)
+    fit_cpu(module, dm, 10)
     assert _loss(module, dm) < before
 
 
-def test_point_module_lowers_the_loss(tmp_path: Path) -> None:
+def test_point_module_lowers_the_loss(tmp_path: Path, tiny_point_config: Any, fit_cpu: Any) -> None:
     peaks, groups = synthetic_peaks(n_studies=8, analyses_per_study=1)
     save_point_clouds(to_point_clouds(peaks, n_points=12), tmp_path / "clouds")
     dm = PointCloudDataModule.from_folder(
@@ -107,28 +69,15 @@ def test_point_module_lowers_the_loss(tmp_path: Path) -> None:
         metadata=("n_peaks",),
     )
     module = PointVAEModule(
-        {
-            "n_points": 12,
-            "latent_dim": 4,
-            "fourier_frequencies": 4,
-            "centroids": (6, 3),
-            "neighbors": (4, 3),
-            "sa_channels": (8, 8),
-            "global_channels": 8,
-            "decoder_hidden": (16,),
-            "metadata_dim": 1,
-            "metadata_embedding_dim": 4,
-        },
-        optim=OptimConfig(lr=1e-2),
-        beta=0.01,
+        tiny_point_config(n_points=12, metadata_dim=1), optim=OptimConfig(lr=1e-2), beta=0.01
     )
     before = _loss(module, dm)
-    _fit(module, dm, 15)
+    fit_cpu(module, dm, 15)
     assert _loss(module, dm) < before
 
 
-def test_adamw_with_beta2_0995_and_no_decay_on_biases() -> None:
-    module = BetaVAEModule({**TINY_MAPS, "grid_shape": (4, 4, 4), "latent_dim": 2})
+def test_adamw_with_beta2_0995_and_no_decay_on_biases(tiny_map_model: dict[str, Any]) -> None:
+    module = BetaVAEModule({**tiny_map_model, "grid_shape": (4, 4, 4), "latent_dim": 2})
     optimizer = module.configure_optimizers()["optimizer"]
     assert isinstance(optimizer, torch.optim.AdamW)
     decay, no_decay = optimizer.param_groups
@@ -138,9 +87,9 @@ def test_adamw_with_beta2_0995_and_no_decay_on_biases() -> None:
     assert all(p.ndim == 1 for p in no_decay["params"])
 
 
-def test_cosine_schedule_with_warmup() -> None:
+def test_cosine_schedule_with_warmup(tiny_map_model: dict[str, Any]) -> None:
     module = BetaVAEModule(
-        {**TINY_MAPS, "grid_shape": (4, 4, 4), "latent_dim": 2},
+        {**tiny_map_model, "grid_shape": (4, 4, 4), "latent_dim": 2},
         optim=OptimConfig(
             lr=1.0, warmup_steps=2, schedule="cosine", min_lr_ratio=0.1, total_steps=6
         ),
@@ -156,8 +105,8 @@ def test_cosine_schedule_with_warmup() -> None:
     assert lrs[3] > lrs[4] > lrs[5] > lrs[6]
 
 
-def test_checkpoint_rebuilds_the_module(tmp_path: Path) -> None:
-    module = BetaVAEModule({**TINY_MAPS, "grid_shape": (4, 4, 4), "latent_dim": 2}, beta=2.0)
+def test_checkpoint_rebuilds_the_module(tmp_path: Path, tiny_map_model: dict[str, Any]) -> None:
+    module = BetaVAEModule({**tiny_map_model, "grid_shape": (4, 4, 4), "latent_dim": 2}, beta=2.0)
     trainer = L.Trainer(accelerator="cpu", logger=False, max_steps=0)
     trainer.strategy.connect(module)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
@@ -168,8 +117,10 @@ def test_checkpoint_rebuilds_the_module(tmp_path: Path) -> None:
         assert torch.equal(value, loaded.model.state_dict()[key])
 
 
-def test_reference_maps_come_from_the_training_split(tmp_path: Path) -> None:
-    dm = _maps(tmp_path)
+def test_reference_maps_come_from_the_training_split(
+    tmp_path: Path, tiny_maps: Any, tiny_map_model: dict[str, Any]
+) -> None:
+    dm = tiny_maps(tmp_path / "cache")
     train = dm.dataset("train")
     maps = np.stack([train[i]["x"].numpy() for i in range(len(train))]).astype(np.float64)
     mean, variance = dm.voxel_statistics("train")
@@ -178,7 +129,7 @@ def test_reference_maps_come_from_the_training_split(tmp_path: Path) -> None:
     config = run_config_from_dict(
         {
             "model": {
-                **TINY_MAPS,
+                **tiny_map_model,
                 "latent_dim": 2,
                 "reference_maps": True,
                 "decoder_output": "mean_logvar",
@@ -196,13 +147,14 @@ def test_reference_maps_come_from_the_training_split(tmp_path: Path) -> None:
     )
 
 
-def test_detached_variance_fit_trains(tmp_path: Path) -> None:
-    dm = _maps(tmp_path)
+def test_detached_variance_fit_trains(
+    tmp_path: Path, tiny_maps: Any, tiny_map_model: dict[str, Any], fit_cpu: Any
+) -> None:
+    dm = tiny_maps(tmp_path / "cache")
     config = run_config_from_dict(
         {
             "model": {
-                **TINY_MAPS,
-                "latent_dim": 4,
+                **tiny_map_model,
                 "reference_maps": True,
                 "decoder_output": "mean_logvar",
                 "variance_gradient": "stopped",
@@ -213,5 +165,5 @@ def test_detached_variance_fit_trains(tmp_path: Path) -> None:
     )
     module = build_module("vae", config, dm)
     before = _loss(module, dm)
-    _fit(module, dm, 10)
+    fit_cpu(module, dm, 10)
     assert _loss(module, dm) < before

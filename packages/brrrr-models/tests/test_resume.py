@@ -10,7 +10,9 @@ RNG states, the weights differ.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import lightning as L
 import pytest
@@ -22,16 +24,21 @@ from brrrr.models.training import (
     KLController,
     MapDataModule,
     OptimConfig,
-    SplitConfig,
     TrainerConfig,
     build_trainer,
 )
 from brrrr.models.training.data import ResumableDataLoader
 from brrrr.models.training.modules import VAEModule
-from brrrr.models.training.samples import synthetic_peaks, toy_template
-from brrrr.preprocess.kernels import Gaussian
+from brrrr.models.training.samples import toy_template
 
 STEPS, KILL_AT, EVERY = 14, 8, 3
+
+
+class Tiny(NamedTuple):
+    """The toy maps (``tiny_maps``) and model fields (``tiny_map_model``) of the conftest."""
+
+    maps: Callable[..., MapDataModule]
+    model: dict[str, Any]
 
 
 class Killed(Exception):
@@ -48,31 +55,12 @@ class KillAt(L.Callback):
 
 
 def _run(
-    root: Path, out: str, *, kill: int | None = None, resume: bool = False
+    root: Path, out: str, *, kill: int | None = None, resume: bool = False, tiny: Tiny
 ) -> dict[str, torch.Tensor]:
-    peaks, groups = synthetic_peaks(n_studies=12, analyses_per_study=2)
-    dm = MapDataModule.from_peaks(
-        peaks,
-        groups=groups,
-        cache_dir=root / "cache",
-        kernel=Gaussian(fwhm_mm=25),
-        template=toy_template(),
-        metadata=("year", "n_peaks"),
-        split=SplitConfig(0.2, 0.0),
-        batch_size=4,
-    )
+    dm = tiny.maps(root / "cache")
     L.seed_everything(0, verbose=False)
     module = BetaVAEModule(
-        {
-            "grid_shape": toy_template().shape,
-            "channels": (8, 8),
-            "dilations": (1,),
-            "latent_dim": 4,
-            "bottleneck_channels": 8,
-            "hidden_dim": 8,
-            "metadata_dim": 2,
-            "metadata_embedding_dim": 8,
-        },
+        {**tiny.model, "grid_shape": toy_template().shape, "metadata_dim": 2},
         optim=OptimConfig(lr=3e-3, warmup_steps=2, schedule="cosine"),
     )
     callbacks: list[L.Callback] = [KLController(KLConfig(mode="target", target_kl=2.0))]
@@ -99,33 +87,38 @@ def _run(
     return {k: v.clone() for k, v in module.model.state_dict().items()}
 
 
-def _interrupted(root: Path) -> dict[str, torch.Tensor]:
-    _run(root, "b", kill=KILL_AT)
+def _interrupted(root: Path, tiny: Tiny) -> dict[str, torch.Tensor]:
+    _run(root, "b", kill=KILL_AT, tiny=tiny)
     state = torch.load(root / "b" / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["global_step"] == 6  # mid-epoch: 5 batches per epoch
     assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
         {"epoch": 1, "position": 1}
     ]
-    return _run(root, "b", resume=True)
+    return _run(root, "b", resume=True, tiny=tiny)
 
 
 def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resumed_run_reaches_the_same_weights(tmp_path: Path) -> None:
-    reference = _run(tmp_path, "a")
-    resumed = _interrupted(tmp_path)
+@pytest.fixture
+def tiny(tiny_maps: Callable[..., MapDataModule], tiny_map_model: dict[str, Any]) -> Tiny:
+    return Tiny(tiny_maps, tiny_map_model)
+
+
+def test_resumed_run_reaches_the_same_weights(tmp_path: Path, tiny: Tiny) -> None:
+    reference = _run(tmp_path, "a", tiny=tiny)
+    resumed = _interrupted(tmp_path, tiny)
     assert _equal(reference, resumed)
 
 
 @pytest.mark.parametrize("drop", ["loader position", "rng states"])
 def test_the_check_fails_without_each_mechanism(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drop: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drop: str, tiny: Tiny
 ) -> None:
-    reference = _run(tmp_path, "a")
+    reference = _run(tmp_path, "a", tiny=tiny)
     if drop == "loader position":
         monkeypatch.setattr(ResumableDataLoader, "load_state_dict", lambda self, state: None)
     else:
         monkeypatch.setattr(VAEModule, "on_train_start", lambda self: None)
-    assert not _equal(reference, _interrupted(tmp_path))
+    assert not _equal(reference, _interrupted(tmp_path, tiny))

@@ -1,18 +1,65 @@
 """What the β-VAE and the hierarchical VAE share: the metadata embedding that drives
-FiLM, the ResNet encoder, and the maps between the bottleneck grid and a flat latent."""
+FiLM, the ResNet encoder, the maps between the bottleneck grid and a flat latent, and the
+grid properties and checks of their configurations."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
 
 from brrrr.models.blocks.encoder import ResNetEncoder3d
 from brrrr.models.blocks.metadata import MetadataEncoder
+from brrrr.models.errors import ModelConfigError
+from brrrr.models.layers.padding import padded_shape
 
-__all__ = ["ConditionedVolumeTrunk"]
+__all__ = ["ConditionedVolumeTrunk", "VolumeGridConfig"]
+
+
+class VolumeGridConfig:
+    """Grid properties and checks shared by the volume VAEs' configuration dataclasses.
+
+    A subclass is a frozen dataclass with the fields below; it calls :meth:`check_stages`
+    from its ``__post_init__``.
+    """
+
+    grid_shape: tuple[int, int, int]
+    channels: tuple[int, ...]
+    dilations: tuple[int, ...]
+    decoder_output: Literal["mean", "mean_logvar"]
+
+    def check_stages(self) -> None:
+        """Check one dilation per stage and the decoder output.
+
+        Raises:
+            ModelConfigError: If ``dilations`` or ``decoder_output`` is invalid.
+        """
+        stages = len(self.channels) - 1
+        if len(self.dilations) != stages:
+            raise ModelConfigError(
+                f"dilations needs one value per stage ({stages}), got {self.dilations}"
+            )
+        if self.decoder_output not in ("mean", "mean_logvar"):
+            raise ModelConfigError(
+                f"decoder_output must be 'mean' or 'mean_logvar', got {self.decoder_output!r}"
+            )
+
+    @property
+    def total_stride(self) -> int:
+        """``2**stages``: the padded grid is a multiple of it."""
+        return 2 ** (len(self.channels) - 1)
+
+    @property
+    def padded_shape(self) -> tuple[int, ...]:
+        """The grid the network runs on."""
+        return padded_shape(self.grid_shape, multiple=self.total_stride)
+
+    @property
+    def bottom_shape(self) -> tuple[int, ...]:
+        """The deepest grid."""
+        return tuple(side // self.total_stride for side in self.padded_shape)
 
 
 class _TrunkConfig(Protocol):

@@ -51,18 +51,18 @@ from brrrr.models.errors import ModelConfigError
 from brrrr.models.export import OnnxGraph, example_metadata, metadata_kwargs
 from brrrr.models.hub import HubMixin
 from brrrr.models.layers.gaussian import GaussianHead, reparameterize, soft_clamp
-from brrrr.models.layers.padding import crop_to_shape, pad_to_multiple, padded_shape
+from brrrr.models.layers.padding import crop_to_shape, pad_to_multiple
 from brrrr.models.losses.kl import kl_standard_normal
 from brrrr.models.losses.masked import masked_mse
 from brrrr.models.losses.reconstruction import detached_variance_nll, gaussian_nll
-from brrrr.models.nets._trunk import ConditionedVolumeTrunk
+from brrrr.models.nets._trunk import ConditionedVolumeTrunk, VolumeGridConfig
 from brrrr.models.nets.output import VAEOutput
 
 __all__ = ["BetaVAE", "BetaVAEConfig", "beta_vae_loss"]
 
 
 @dataclass(frozen=True)
-class BetaVAEConfig:
+class BetaVAEConfig(VolumeGridConfig):
     """Configuration of :class:`BetaVAE` (see the module docstring for the defaults' shapes).
 
     Attributes:
@@ -107,38 +107,16 @@ class BetaVAEConfig:
     variance_gradient: Literal["shared", "stopped"] = "shared"
 
     def __post_init__(self) -> None:
-        if len(self.dilations) != len(self.channels) - 1:
-            raise ModelConfigError(
-                f"dilations needs one value per stage ({len(self.channels) - 1}), got {self.dilations}"
-            )
+        self.check_stages()
         bad = [c for c in (*self.channels, self.bottleneck_channels) if c % self.norm_groups]
         if bad:
             raise ModelConfigError(
                 f"channels {bad} are not divisible by norm_groups={self.norm_groups}"
             )
-        if self.decoder_output not in ("mean", "mean_logvar"):
-            raise ModelConfigError(
-                f"decoder_output must be 'mean' or 'mean_logvar', got {self.decoder_output!r}"
-            )
         if self.variance_gradient not in ("shared", "stopped"):
             raise ModelConfigError(
                 f"variance_gradient must be 'shared' or 'stopped', got {self.variance_gradient!r}"
             )
-
-    @property
-    def total_stride(self) -> int:
-        """``2**stages``: the padded grid is a multiple of it."""
-        return 2 ** (len(self.channels) - 1)
-
-    @property
-    def padded_shape(self) -> tuple[int, ...]:
-        """The grid the network runs on."""
-        return padded_shape(self.grid_shape, multiple=self.total_stride)
-
-    @property
-    def bottom_shape(self) -> tuple[int, ...]:
-        """The deepest grid."""
-        return tuple(side // self.total_stride for side in self.padded_shape)
 
 
 class BetaVAE(ConditionedVolumeTrunk, HubMixin):

@@ -42,10 +42,10 @@ from brrrr.models.errors import ModelConfigError
 from brrrr.models.export import OnnxGraph, example_metadata, metadata_kwargs
 from brrrr.models.hub import HubMixin
 from brrrr.models.layers.gaussian import GaussianHead, reparameterize, soft_clamp
-from brrrr.models.layers.padding import crop_to_shape, pad_to_multiple, padded_shape
+from brrrr.models.layers.padding import crop_to_shape, pad_to_multiple
 from brrrr.models.losses.kl import kl_normal, kl_standard_normal
 from brrrr.models.losses.reconstruction import gaussian_nll
-from brrrr.models.nets._trunk import ConditionedVolumeTrunk
+from brrrr.models.nets._trunk import ConditionedVolumeTrunk, VolumeGridConfig
 
 __all__ = [
     "HierarchicalVAE",
@@ -56,7 +56,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class HierarchicalVAEConfig:
+class HierarchicalVAEConfig(VolumeGridConfig):
     """Configuration of :class:`HierarchicalVAE`.
 
     The fields ``grid_shape``, ``in_channels``, ``channels``, ``dilations``,
@@ -88,11 +88,8 @@ class HierarchicalVAEConfig:
     logvar_limit: float = 10.0
 
     def __post_init__(self) -> None:
+        self.check_stages()
         stages = len(self.channels) - 1
-        if len(self.dilations) != stages:
-            raise ModelConfigError(
-                f"dilations needs one value per stage ({stages}), got {self.dilations}"
-            )
         if not 1 <= self.bottom_stage < stages:
             raise ModelConfigError(
                 f"bottom_stage must be in [1, {stages - 1}], got {self.bottom_stage}"
@@ -101,23 +98,6 @@ class HierarchicalVAEConfig:
             raise ModelConfigError(
                 f"stop_gradient must be 'skips' or 'none', got {self.stop_gradient!r}"
             )
-        if self.decoder_output not in ("mean", "mean_logvar"):
-            raise ModelConfigError(
-                f"decoder_output must be 'mean' or 'mean_logvar', got {self.decoder_output!r}"
-            )
-
-    @property
-    def total_stride(self) -> int:
-        """``2**stages``."""
-        return 2 ** (len(self.channels) - 1)
-
-    @property
-    def bottom_shape(self) -> tuple[int, ...]:
-        """The deepest grid."""
-        return tuple(
-            s // self.total_stride
-            for s in padded_shape(self.grid_shape, multiple=self.total_stride)
-        )
 
 
 @dataclass

@@ -19,8 +19,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from brrrr.models.errors import ModelConfigError
 from brrrr.models.nets import BetaVAE
 from brrrr.models.training.callbacks import KLController, SnapshotEnsemble
 from brrrr.models.training.config import RunConfig
@@ -131,7 +133,12 @@ def build_datamodule(
 def build_module(
     kind: ModelKind, config: RunConfig, datamodule: MapDataModule | PointCloudDataModule
 ) -> VAEModule:
-    """The LightningModule of a run; ``grid_shape``/``n_points``/``metadata_dim`` from the data."""
+    """The LightningModule of a run; ``grid_shape``/``n_points``/``metadata_dim`` from the data.
+
+    Raises:
+        ModelConfigError: The run's ``module`` section names a setting the module does not take.
+    """
+    _check_module_settings(kind, config.module)
     model = dict(config.model)
     model.setdefault("metadata_dim", datamodule.metadata_dim)
     kwargs: dict[str, Any] = {"optim": config.optim, **config.module}
@@ -150,6 +157,17 @@ def build_module(
     ):
         set_reference_maps(module.model, datamodule)
     return module
+
+
+def _check_module_settings(kind: ModelKind, settings: Mapping[str, Any]) -> None:
+    parameters = inspect.signature(_MODULES[kind]).parameters
+    known = sorted(set(parameters) - {"model", "optim", "voxel_mask"})
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ModelConfigError(
+            f"the {kind!r} module has no setting(s) {unknown} (run-file section 'module'); "
+            f"it takes {known}"
+        )
 
 
 def set_reference_maps(
