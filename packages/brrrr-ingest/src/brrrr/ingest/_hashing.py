@@ -1,19 +1,30 @@
-"""A file that is hashed as it is written, in the background.
+"""The SHA-256 of a file that is being appended to, taken on a thread just behind the writer.
 
-:class:`HashingWriter` takes what the Parquet writer produces and, on one
-background thread, writes it to disk and feeds a SHA-256 with it. File writes
-and ``hashlib`` release the GIL, so on two cores the shard's hash and its write
-overlap the encoding of the next pages, and the shard is never read back to be
-hashed. Memory stays bounded: the writer waits once ``max_pending_bytes`` are
-queued. As the file grows, the kernel is asked to start writing it out, so that
-the ``fsync`` that makes it durable at the end has little left to wait for.
+:func:`~brrrr.ingest.shards.to_hf` has pyarrow write each shard straight to its file (a
+native sink: the encoded pages go from Arrow's buffers to ``write``, with no Python object
+in between) and, after each row group, tells a :class:`TrailingHasher` how far the file
+has grown. The hasher reads the new bytes back from the page cache into one small buffer
+that it reuses and feeds them to SHA-256 on its own thread, while the next row group is
+read and encoded, so the shard's hash is ready when its last bytes are written; reads and
+``hashlib`` release the GIL. The file is never read back from the disk: the pages it
+reads were just written and are still cached. Once hashed, their writeback is started, so
+the ``fsync`` that makes the shard durable has little left to wait for. Plain sequential
+reads and ``fsync`` on the writer's handle: it runs wherever Python and pyarrow do.
+
+Against handing every encoded page to a Python file object that writes and hashes it
+(which this replaced), ``to_hf`` of the 2 GB ``bench_ingest.py`` dataset on 2 cores took
+4.25 s instead of 4.85 s (CPU 6.0 s instead of 6.7 s; medians of five alternating runs,
+faster in each): Arrow no longer copies each page into a new Python ``bytes``, and no
+thread hand-off is made per page.
 
 Example:
-    >>> from brrrr.ingest._hashing import HashingWriter
-    >>> sink = HashingWriter("shard.parquet.part")  # doctest: +SKIP
-    >>> sink.write(b"PAR1")  # doctest: +SKIP
-    4
-    >>> digest, size = sink.finish()  # hashed, flushed and fsynced  # doctest: +SKIP
+    >>> import pyarrow as pa
+    >>> with pa.OSFile("shard.parquet.part", "wb") as sink:  # doctest: +SKIP
+    ...     with TrailingHasher("shard.parquet.part") as hasher:
+    ...         sink.write(b"PAR1")
+    ...         hasher.catch_up(sink.tell())  # hashed in the background
+    ...         digest, size = hasher.finish(sink.tell())  # all hashed
+    ...     os.fsync(sink.fileno())  # durable
 """
 
 from __future__ import annotations
@@ -22,119 +33,79 @@ import hashlib
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
-__all__ = ["HashingWriter"]
+__all__ = ["TrailingHasher"]
 
-# Page headers and footers arrive as many writes of a few bytes: gather those
-# into one chunk instead of a thread hand-off each; larger writes go as they are.
-_SMALL = 64 << 10
-_GATHER = 1 << 20
-# Start the writeback of every this many bytes written.
-_WRITEBACK = 32 << 20
+# Bytes read back per read: the buffer stays in the core's cache.
+_CHUNK = 8 << 20
+# Ranges queued but not yet hashed, at most: the writer waits beyond this.
+_MAX_PENDING = 2
 
 
-class HashingWriter:
-    """A write-only binary file that computes the SHA-256 of what it receives.
+class TrailingHasher:
+    """Hash ``path`` from its start up to where its writer has got, in the background.
 
-    Chunks are written and hashed in order on one background thread; an error
-    there (disk full…) is raised by the next :meth:`write` or by :meth:`finish`.
+    The writer appends to ``path`` through a handle of its own and calls
+    :meth:`catch_up` with the file's size as it grows, then :meth:`finish` with its final
+    size. Ranges are hashed in order on one thread; an error there (the file shrank under
+    it, a read failed) is raised by the next :meth:`catch_up` or by :meth:`finish`.
 
     Args:
-        path: The file to create (truncated if it exists).
-        max_pending_bytes: Bytes handed to the thread but not yet written, at most.
+        path: The file being written (it must exist).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, max_pending_bytes: int = 32 << 20) -> None:
-        self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by finish() or close()
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = os.fspath(path)
+        self._file = open(self._path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         self._digest = hashlib.sha256()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="brrrr-hash")
-        self._pending: deque[tuple[int, Future[None]]] = deque()
-        self._pending_bytes = 0
-        self._max_pending = max_pending_bytes
-        self._small: list[bytes] = []
-        self._small_bytes = 0
-        self._size = 0
-        self._written = 0
-        self._flushed = 0
+        self._pending: deque[Future[None]] = deque()
+        self._queued = 0
+        self._buffer = bytearray(_CHUNK)
         self.closed = False
 
-    def _consume(self, chunk: bytes) -> None:
-        view = memoryview(chunk)
-        while view:  # a raw write may be partial
-            view = view[self._file.write(view) :]
-        self._digest.update(chunk)
-        self._written += len(chunk)
-        if self._written - self._flushed >= _WRITEBACK and hasattr(os, "posix_fadvise"):
+    def _hash(self, start: int, stop: int) -> None:
+        view = memoryview(self._buffer)
+        at = start  # ranges come in order, so the file's position is already there
+        while at < stop:
+            got = self._file.readinto(view[: min(_CHUNK, stop - at)])
+            if not got:
+                raise OSError(f"{self._path}: ended at byte {at:,} while {stop:,} were written")
+            self._digest.update(view[:got])
+            at += got
+        if hasattr(os, "posix_fadvise"):
             # DONTNEED starts the writeback of these pages now, and drops them from the
-            # page cache once written: nothing reads this file back while it is written.
-            os.posix_fadvise(
-                self._file.fileno(),
-                self._flushed,
-                self._written - self._flushed,
-                os.POSIX_FADV_DONTNEED,
-            )
-            self._flushed = self._written
+            # page cache once written: nothing reads them again.
+            os.posix_fadvise(self._file.fileno(), start, stop - start, os.POSIX_FADV_DONTNEED)
 
-    def _submit(self, chunk: bytes) -> None:
-        self._pending.append((len(chunk), self._thread.submit(self._consume, chunk)))
-        self._pending_bytes += len(chunk)
-        while self._pending_bytes > self._max_pending:
-            self._retire()
-
-    def _retire(self) -> None:
-        size, done = self._pending.popleft()
-        self._pending_bytes -= size
-        done.result()
-
-    def _flush_small(self) -> None:
-        if self._small:
-            self._submit(b"".join(self._small))
-            self._small.clear()
-            self._small_bytes = 0
-
-    def write(self, data: Any) -> int:
-        """Queue ``data`` (bytes-like) for writing and hashing; return its length."""
+    def catch_up(self, size: int) -> None:
+        """Hash the file up to byte ``size`` (what its writer has written so far), later."""
         if self.closed:
-            raise ValueError("write to a closed HashingWriter")
-        # The caller may reuse a mutable buffer once this returns: keep an immutable copy.
-        chunk = data if isinstance(data, bytes) else bytes(data)
-        self._size += len(chunk)
-        if len(chunk) < _SMALL:
-            self._small.append(chunk)
-            self._small_bytes += len(chunk)
-            if self._small_bytes >= _GATHER:
-                self._flush_small()
-        else:
-            self._flush_small()
-            self._submit(chunk)
-        return len(chunk)
+            raise ValueError("catch_up on a closed TrailingHasher")
+        if size > self._queued:
+            self._pending.append(self._thread.submit(self._hash, self._queued, size))
+            self._queued = size
+        while len(self._pending) > _MAX_PENDING or (self._pending and self._pending[0].done()):
+            self._pending.popleft().result()
 
-    def tell(self) -> int:
-        """Bytes written so far (queued included)."""
-        return self._size
-
-    def flush(self) -> None:
-        """Nothing to do: :meth:`finish` makes the file complete and durable."""
-
-    def finish(self) -> tuple[str, int]:
-        """Wait for every write, fsync the file, close it; return its SHA-256 and size."""
-        self._flush_small()
+    def finish(self, size: int) -> tuple[str, int]:
+        """Hash up to ``size``, the file's final size, and close; return the SHA-256 and
+        the size. (Making the file durable is the writer's: ``os.fsync`` on its handle.)"""
+        self.catch_up(size)
         while self._pending:
-            self._retire()
-        os.fsync(self._file.fileno())
+            self._pending.popleft().result()
         self.close()
-        return self._digest.hexdigest(), self._size
+        return self._digest.hexdigest(), size
 
     def close(self) -> None:
-        """Stop and close the file (without fsync); what was queued is still written."""
+        """Stop hashing (the digest is then incomplete) and release the file."""
         if self.closed:
             return
         self.closed = True
         self._thread.shutdown(wait=True, cancel_futures=True)
         self._file.close()
 
-    def __enter__(self) -> HashingWriter:
+    def __enter__(self) -> TrailingHasher:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,10 +9,11 @@ header facts only (no voxels), then shards are written one row group (about
 ``row_group_bytes`` of images) at a time. A row group's files are read
 straight into one buffer that Arrow uses without a copy, and each file's
 SHA-256 is taken from that buffer, the very bytes embedded. One thread reads
-and hashes the next row group while the current one is encoded, and a
-:class:`~brrrr.ingest._hashing.HashingWriter` writes and hashes the encoded
-pages on a thread of its own, so a shard is never read back to be hashed, and
-its writeback starts as it is written. File reads, ``hashlib`` and Arrow
+and hashes the next row group while the current one is encoded; pyarrow writes
+the encoded pages straight to the shard's file, and a
+:class:`~brrrr.ingest._hashing.TrailingHasher` hashes each row group's bytes on
+a thread of its own as soon as they are written (from the page cache, never
+from the disk) and starts their writeback. File reads, ``hashlib`` and Arrow
 release the GIL: the work spreads over the cores. The peak is about two row
 groups plus the writer's buffers (about 400 MB in all with the 64 MB default,
 measured by ``benchmarks/bench_ingest.py``), the same for a shard of 500 MB or
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from brrrr.ingest._hashing import HashingWriter
+from brrrr.ingest._hashing import TrailingHasher
 from brrrr.ingest.errors import BidsError, ManifestError
 from brrrr.ingest.features import arrow_schema, image_columns
 from brrrr.ingest.index import index_bids
@@ -327,8 +328,8 @@ def _write_shard(
         schema: The Arrow schema (with the ``datasets`` features in its metadata).
         columns: The image columns (see :func:`~brrrr.ingest.features.image_columns`).
 
-    The encoded pages go to a :class:`HashingWriter`, which writes and hashes them on a
-    thread of its own while this one encodes the next row group.
+    pyarrow writes the encoded pages to the file itself; a :class:`TrailingHasher` hashes
+    each row group's bytes on a thread of its own while this one encodes the next.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -337,7 +338,7 @@ def _write_shard(
     path = out / relpath
     tmp = path.with_name(f".{path.name}.part")
     try:
-        with HashingWriter(tmp) as sink:
+        with pa.OSFile(str(tmp), "wb") as sink, TrailingHasher(tmp) as hasher:
             with pq.ParquetWriter(sink, schema, **_writer_options(schema)) as writer:
                 for span, images in row_groups:
                     table, group_files = _row_group(
@@ -351,7 +352,9 @@ def _write_shard(
                     files |= group_files
                     del table, images  # the row group's bytes: the only large allocation
                     pa.default_memory_pool().release_unused()
-            digest, size = sink.finish()
+                    hasher.catch_up(sink.tell())
+            digest, size = hasher.finish(sink.tell())
+            os.fsync(sink.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
