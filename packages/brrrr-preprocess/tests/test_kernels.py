@@ -460,3 +460,26 @@ def test_cache_rejects_a_foreign_manifest(tmp_path, brain):
     peaks = PeakTable.from_peaks(["s"], np.zeros((1, 3)))
     with pytest.raises(MapCacheError, match="manifest"):
         MapCache(tmp_path).build(peaks, kernel=MKDA(), template=brain, progress=False)
+
+
+def test_row_table_holds_every_kept_position_once() -> None:
+    # Gaps, a row with no kept position, several intervals on a row, and a jump in the
+    # columns inside a run of kept positions (two intervals): expanding the table must give
+    # the lookup back.
+    from brrrr.preprocess.kernels._stamp_cpu import row_table
+
+    rng = np.random.default_rng(0)
+    length = 37
+    kept = rng.random((50, length)) < 0.6
+    kept[7] = False
+    grid = np.where(kept, np.cumsum(kept).reshape(kept.shape), 0)
+    grid[3, 5:9] = [100, 101, 200, 201]
+    table, extra = row_table(grid.reshape(-1).astype(np.int64), length)
+    rebuilt = np.zeros_like(grid)
+    for r in range(grid.shape[0]):
+        for start, stop, column in [table[r, :3], *extra[table[r, 3] : table[r + 1, 3]]]:
+            assert not rebuilt[r, start:stop].any()
+            rebuilt[r, start:stop] = np.arange(column, column + stop - start)
+    assert np.array_equal(rebuilt, grid)
+    assert table[8, 3] == table[7, 3]
+    assert not table[7, :3].any()

@@ -216,6 +216,33 @@ def stencil_runs(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return offsets[first].astype(np.int64), length, first
 
 
+@_jit
+def _intervals(grid):
+    """(row, start, stop, column + 1 at start) of each run of kept positions along a row of
+    ``grid`` whose columns step by one, in row-major order."""
+    count = 0
+    for phase in range(2):  # count, then fill
+        found = np.empty((count, 4), dtype=np.int64)
+        count = 0
+        for r in range(grid.shape[0]):
+            k = 0
+            while k < grid.shape[1]:
+                if grid[r, k] <= 0:
+                    k += 1
+                    continue
+                start = k
+                k += 1
+                while k < grid.shape[1] and grid[r, k] == grid[r, k - 1] + 1:
+                    k += 1
+                if phase == 1:
+                    found[count, 0] = r
+                    found[count, 1] = start
+                    found[count, 2] = k
+                    found[count, 3] = grid[r, start]
+                count += 1
+    return found
+
+
 def row_table(lut: np.ndarray, row_length: int) -> tuple[np.ndarray, np.ndarray]:
     """The mask's intervals on each row of the padded grid (see the module notes).
 
@@ -228,24 +255,18 @@ def row_table(lut: np.ndarray, row_length: int) -> tuple[np.ndarray, np.ndarray]
         ``table`` (P / row_length + 1, 4) int64: per row, the first interval's start, stop
         (exclusive) and ``column + 1`` at its start (zeros for a row without one), and where
         the row's other intervals begin in ``extra`` (they end where the next row's begin);
-        ``extra`` (n, 3) int64: those intervals, as the first three columns.
-
-    Raises:
-        ValueError: Columns that do not step by one along an interval (not a C-order lookup).
+        ``extra`` (n, 3) int64: those intervals, as the first three columns. An interval is
+        a run of positions whose columns step by one.
     """
-    grid = lut.reshape(-1, row_length)
-    edges = np.diff((grid > 0).astype(np.int8), axis=1, prepend=0, append=0)
-    rows, first = np.nonzero(edges == 1)
-    _, stop = np.nonzero(edges == -1)
-    intervals = np.stack([first, stop, grid[rows, first]], axis=1).astype(np.int64)
-    if not np.array_equal(grid[rows, stop - 1] - intervals[:, 2], stop - first - 1):
-        raise ValueError("output columns must step by one along the grid's last axis")
+    n_rows = lut.size // row_length
+    found = _intervals(lut.reshape(n_rows, row_length))
+    rows = found[:, 0]
     leads = np.ones(rows.size, dtype=bool)
     leads[1:] = rows[1:] != rows[:-1]
-    table = np.zeros((grid.shape[0] + 1, 4), dtype=np.int64)
-    table[rows[leads], :3] = intervals[leads]
-    np.cumsum(np.bincount(rows[~leads], minlength=grid.shape[0]), out=table[1:, 3])
-    return table, np.ascontiguousarray(intervals[~leads])
+    table = np.zeros((n_rows + 1, 4), dtype=np.int64)
+    table[rows[leads], :3] = found[leads, 1:]
+    np.cumsum(np.bincount(rows[~leads], minlength=n_rows), out=table[1:, 3])
+    return table, np.ascontiguousarray(found[~leads, 1:])
 
 
 def split_offsets(offsets: np.ndarray, row_length: int) -> tuple[np.ndarray, np.ndarray]:
