@@ -106,6 +106,22 @@ class _CpuPlan:
     modes: np.ndarray  # (G,) int64 fill / max / sum, per stencil
     entries: np.ndarray  # (S,) int64 stamped entries per study row (upper bound of nonzeros)
 
+    def loop_args(self, start: int, stop: int, row0: int) -> tuple[tuple[np.ndarray, ...], int]:
+        """The peaks of study rows ``start:stop`` (row ``r`` numbered ``r - row0``) and the
+        stencils, as the leading arguments of the :mod:`._stamp_cpu` loops (up to ``values``,
+        ``modes``), and how many peaks that is."""
+        first, last = np.searchsorted(self.rows, [start, stop])
+        peaks = (
+            self.table,
+            self.extra,
+            self.peak_row[first:last],
+            self.peak_k[first:last],
+            self.rows[first:last] - row0,
+            self.stencil[first:last],
+        )
+        runs = (self.run_ptr, self.run_drow, self.run_dk, self.run_length, self.run_value)
+        return (*peaks, *runs), int(last - first)
+
 
 def _cpu_plan(
     groups: list[_Group], lut: np.ndarray, row_length: int, combine: str, n_rows: int
@@ -367,28 +383,12 @@ def _render_rows_cpu(
 
     cpu = plan.cpu
     assert cpu is not None
-    first, last = np.searchsorted(cpu.rows, [start, stop])
-    if first == last:
+    args, n_peaks = cpu.loop_args(start, stop, row0)
+    if not n_peaks:
         return
-    _stamp_cpu.stamp_dense(
-        storage.numpy(),
-        cpu.table,
-        cpu.extra,
-        cpu.peak_row[first:last],
-        cpu.peak_k[first:last],
-        cpu.rows[first:last] - row0,
-        cpu.stencil[first:last],
-        cpu.run_ptr,
-        cpu.run_drow,
-        cpu.run_dk,
-        cpu.run_length,
-        cpu.run_value,
-        cpu.values,
-        cpu.modes,
-        plan.n_columns,
-    )
+    _stamp_cpu.stamp_dense(storage.numpy(), *args, cpu.values, cpu.modes, plan.n_columns)
     if progress is not None:
-        progress.update(last - first)  # type: ignore[attr-defined]
+        progress.update(n_peaks)  # type: ignore[attr-defined]
 
 
 def _shape_maps(plan: _Plan, storage: torch.Tensor, n_rows: int) -> torch.Tensor:
@@ -567,19 +567,9 @@ def _sparse_cpu(plan: _Plan, n_rows: int, bar: object) -> scipy.sparse.csr_matri
         ) -> int:
             block_columns, block_values, nnz = out
             scratch, touched = scratches[part]
-            first, last = np.searchsorted(cpu.rows, [a, b])
+            args, n_peaks = cpu.loop_args(a, b, start)
             end = _stamp_cpu.stamp_sparse(
-                cpu.table,
-                cpu.extra,
-                cpu.peak_row[first:last],
-                cpu.peak_k[first:last],
-                cpu.rows[first:last] - start,
-                cpu.stencil[first:last],
-                cpu.run_ptr,
-                cpu.run_drow,
-                cpu.run_dk,
-                cpu.run_length,
-                cpu.run_value,
+                *args,
                 cpu.values.astype(np.float32, copy=False),
                 cpu.modes,
                 block_columns,
@@ -590,7 +580,7 @@ def _sparse_cpu(plan: _Plan, n_rows: int, bar: object) -> scipy.sparse.csr_matri
                 touched,
             )
             if bar is not None:
-                bar.update(last - first)  # type: ignore[attr-defined]
+                bar.update(n_peaks)  # type: ignore[attr-defined]
             return int(end)
 
         out = (block_columns, block_values, nnz)
