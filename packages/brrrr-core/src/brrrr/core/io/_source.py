@@ -44,10 +44,23 @@ class RawSource:
         """The first ``n`` bytes of the content (decompressing only what is needed)."""
         if not self.is_gzip:
             return self.raw[:n]
+        # Feed the stream in growing pieces: given all of it, the inflater would keep a copy
+        # of every byte it did not need (its ``unconsumed_tail``), the whole file less a few KB.
+        inflater = isal_zlib.decompressobj(wbits=_GZIP_WBITS)
+        stored = memoryview(self.raw)
+        out = bytearray()
+        at, step = 0, 1 << 12
         try:
-            return isal_zlib.decompressobj(wbits=_GZIP_WBITS).decompress(self.raw, n)
+            while len(out) < n and at < len(stored) and not inflater.eof:
+                piece = stored[at : at + step]
+                at += len(piece)
+                out += inflater.decompress(piece, n - len(out))
+                if inflater.unconsumed_tail:  # ``n`` bytes reached inside this piece
+                    break
+                step = min(step * 4, 1 << 20)
         except isal_zlib.error as exc:  # type: ignore[misc]
             raise VolumeReadError(f"corrupt gzip stream: {exc}", path=self.name) from None
+        return bytes(out)
 
     def read(self, n: int | None = None) -> bytes:
         """The first ``n`` bytes of the content, or all of it when ``n`` is ``None``.
