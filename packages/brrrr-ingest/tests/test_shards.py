@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -174,6 +175,53 @@ def test_a_read_failing_mid_shard_leaves_finished_shards_and_no_partial_file(
     assert [s.sha256 for s in result.manifest.shards.values()] == [
         s.sha256 for s in reference.shards.values()
     ]
+
+
+_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+from brrrr.ingest.errors import OutputError
+from brrrr.ingest.shards import to_hf
+
+# A write past RLIMIT_FSIZE then fails with EFBIG (File too large), as on a full disk.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))
+try:
+    to_hf(sys.argv[1], sys.argv[2], shard_bytes="40KB", row_group_bytes="10KB", progress=False)
+except OutputError as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs RLIMIT_FSIZE")
+def test_a_shard_that_cannot_be_written_is_named_and_leaves_no_partial_file(
+    bids_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-c", _FILE_SIZE_LIMIT, str(bids_root), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert re.match(r"OutputError \S+/data/train-00000-of-\d+\.parquet: cannot write", done.stdout)
+    assert "too large" in done.stdout.lower()
+    assert list((out / "data").iterdir()) == []  # no shard, no .part
+
+
+def test_a_source_file_that_vanishes_mid_run_is_named(
+    private_copy: Path, converted: Path, tmp_path: Path
+) -> None:
+    # Same tree and options as `converted`: the same plan. A file of shard 2 is deleted once
+    # shard 0 is written, before the reader (one row group ahead) gets to it.
+    victim = next(p for p, r in Manifest.load(converted).files.items() if r.shard == 2)
+
+    def remove(manifest: Manifest, record: object, reused: bool) -> None:
+        if getattr(record, "index", None) == 0:
+            (private_copy / victim).unlink()
+
+    with pytest.raises(BidsError, match=re.escape(victim) + ": cannot read: No such file"):
+        to_hf(private_copy, tmp_path / "out", on_shard=remove, **OPTIONS)  # type: ignore[arg-type]
+    assert not list((tmp_path / "out" / "data").glob("*.part"))
 
 
 def test_conversion_does_not_import_datasets(bids_root: Path, tmp_path: Path) -> None:

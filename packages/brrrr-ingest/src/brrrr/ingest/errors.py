@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from brrrr.core.errors import BrrrrError
 
-__all__ = ["BidsError", "HubUploadError", "ManifestError"]
+__all__ = ["BidsError", "HubUploadError", "ManifestError", "OutputError"]
 
 
 class BidsError(BrrrrError):
     """A BIDS dataset, or one file in it, cannot be read (bad root, corrupt image, bad sidecar…)."""
+
+
+class OutputError(BrrrrError):
+    """An output file cannot be written (disk full, file too large, no permission…)."""
 
 
 class ManifestError(BrrrrError):

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from brrrr.ingest._hashing import TrailingHasher
-from brrrr.ingest.errors import BidsError, ManifestError
+from brrrr.ingest.errors import BidsError, ManifestError, OutputError
 from brrrr.ingest.features import arrow_schema, image_columns
 from brrrr.ingest.index import index_bids
 from brrrr.ingest.manifest import FileRecord, Manifest, ShardRecord
@@ -207,7 +207,10 @@ def _read_column(
     import numpy as np
     import pyarrow as pa
 
-    sizes = [os.path.getsize(path) for _, _, path in entries]
+    try:
+        sizes = [os.path.getsize(path) for _, _, path in entries]
+    except OSError as exc:  # the file went away (or became unreadable) since it was indexed
+        raise BidsError(f"cannot read: {exc.strerror or exc}", path=exc.filename) from exc
     offsets = np.zeros(len(entries) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
     for (_, _, path), size in zip(entries, sizes, strict=True):
@@ -220,10 +223,14 @@ def _read_column(
     digests = []
     for (_, _, path), start, size in zip(entries, offsets[:-1], sizes, strict=True):
         cell = view[start : start + size]
-        with open(path, "rb") as handle:
-            got = handle.readinto(cell)
-            if got != size or handle.read(1):
-                raise BidsError("the file changed size while it was being read", path=path)
+        try:
+            with open(path, "rb") as handle:
+                got = handle.readinto(cell)
+                changed = got != size or bool(handle.read(1))
+        except OSError as exc:
+            raise BidsError(f"cannot read: {exc.strerror or exc}", path=path) from exc
+        if changed:
+            raise BidsError("the file changed size while it was being read", path=path)
         digests.append(hashlib.sha256(cell).hexdigest())
     relpaths = [Path(path).relative_to(root).as_posix() for _, _, path in entries]
     data = pa.BinaryArray.from_buffers(
@@ -356,9 +363,11 @@ def _write_shard(
             digest, size = hasher.finish(sink.tell())
             os.fsync(sink.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError):  # reads fail as BidsError: this is the output's
+            raise OutputError(f"cannot write: {exc.strerror or exc}", path=path) from exc
         raise
     record = ShardRecord(
         index=shard,
