@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 from brrrr.core import samples, save_volume
-from brrrr.preprocess.cache import CacheManager
-from brrrr.preprocess.datasets import ImageDataset
-from brrrr.preprocess.metadata import DatasetMetadata
-from brrrr.preprocess.prepare import load_image, prepare_for_inference
+from brrrr.preprocess.neurovfm.cache import CacheManager
+from brrrr.preprocess.neurovfm.datasets import ImageDataset
+from brrrr.preprocess.neurovfm.metadata import DatasetMetadata
+from brrrr.preprocess.neurovfm.prepare import load_image, prepare_for_inference
 
 SHAPE = (256, 256, 180)
 

@@ -55,14 +55,14 @@ import numpy as np
 from isal import isal_zlib
 
 from brrrr.core import Volume, load_volume, samples, save_volume
-from brrrr.preprocess.prepare import (
-    PrepareSettings,
+from brrrr.preprocess.neurovfm.prepare import (
     load_and_prepare,
     load_image,
     prepare_array,
     prepare_for_inference,
 )
-from brrrr.preprocess.tokenize import tokenize
+from brrrr.preprocess.neurovfm.settings import PrepareSettings
+from brrrr.preprocess.neurovfm.tokenize import tokenize
 
 SHAPE = (256, 256, 180)
 PAD = PrepareSettings(fit="pad")

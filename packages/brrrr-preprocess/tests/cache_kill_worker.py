@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from brrrr.preprocess import cache
+from brrrr.preprocess.neurovfm import cache
 
 
 def main() -> None:

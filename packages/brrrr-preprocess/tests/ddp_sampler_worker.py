@@ -16,7 +16,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from brrrr.preprocess.sampler import StudyAwareBatchSampler
+from brrrr.preprocess.neurovfm.sampler import StudyAwareBatchSampler
 
 
 class UnevenStudies:

@@ -1,4 +1,4 @@
-"""Tests of brrrr.preprocess.metadata and brrrr.preprocess.cache on tiny synthetic heads."""
+"""Tests of brrrr.preprocess.neurovfm.metadata and brrrr.preprocess.neurovfm.cache on tiny synthetic heads."""
 
 from __future__ import annotations
 
@@ -13,22 +13,22 @@ from typing import Any
 import numpy as np
 import pytest
 
+import brrrr.preprocess.neurovfm.prepare as prepare_api
 from brrrr.core import samples, save_volume
 from brrrr.core.io.nifti import NiftiStream
 from brrrr.core.testing import write_broken_nifti, write_dicom_series
-from brrrr.preprocess import _cache_entry, _prepare_stream
-from brrrr.preprocess.cache import (
+from brrrr.preprocess.errors import (
     CacheBuildError,
     CacheCorruptError,
     CacheError,
-    CacheManager,
     CacheMissError,
-    entry_key,
-    hash_source,
-    settings_for_mode,
+    MetadataError,
 )
-from brrrr.preprocess.metadata import DatasetMetadata, MetadataError
-from brrrr.preprocess.prepare import PrepareSettings, View, load_image, prepare_for_inference
+from brrrr.preprocess.neurovfm import _cache_entry
+from brrrr.preprocess.neurovfm.cache import CacheManager, entry_key, hash_source, settings_for_mode
+from brrrr.preprocess.neurovfm.metadata import DatasetMetadata
+from brrrr.preprocess.neurovfm.prepare import load_image, prepare_for_inference
+from brrrr.preprocess.neurovfm.settings import PrepareSettings, View
 
 SHAPE = (16, 16, 8)
 SPACING = (4.0, 4.0, 8.0)
@@ -149,13 +149,13 @@ def test_entries_equal_those_of_load_image_then_prepare(
         save_volume(volume, tmp_path / "raw" / study / f"{name}{suffix}")
     DatasetMetadata.from_directory(tmp_path, MODES).save(tmp_path / "metadata.json")
     streamed: list[str] = []
-    stream = _prepare_stream.prepare_stream
+    stream = prepare_api.prepare_stream
 
     def spy(nifti: NiftiStream, **kwargs: Any) -> tuple[Any, Any, View]:
         streamed.append(Path(nifti.source).name)
         return stream(nifti, **kwargs)
 
-    monkeypatch.setattr(_prepare_stream, "prepare_stream", spy)
+    monkeypatch.setattr(prepare_api, "prepare_stream", spy)
     CacheManager(tmp_path).build(num_workers=0, progress="none")
     assert sorted(streamed) == [f"head_ct{suffix}", f"t1{suffix}"]
     entries = tmp_path / "cache" / "entries"

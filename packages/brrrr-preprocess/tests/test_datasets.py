@@ -1,4 +1,4 @@
-"""Tests of brrrr.preprocess.datasets (ImageDataset, study labels) with the sampler and collate."""
+"""Tests of brrrr.preprocess.neurovfm.datasets (ImageDataset, study labels) with the sampler and collate."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from brrrr.core import samples, save_volume
-from brrrr.preprocess.cache import CacheManager
-from brrrr.preprocess.collate import collate_tokens
-from brrrr.preprocess.datasets import DatasetError, ImageDataset, load_study_labels
-from brrrr.preprocess.metadata import DatasetMetadata
-from brrrr.preprocess.prepare import CT_WINDOWS, load_image, prepare_for_inference
-from brrrr.preprocess.sampler import StudyAwareBatchSampler
-from brrrr.preprocess.tokenize import untokenize
+from brrrr.preprocess.errors import DatasetError
+from brrrr.preprocess.neurovfm.cache import CacheManager
+from brrrr.preprocess.neurovfm.collate import collate_tokens
+from brrrr.preprocess.neurovfm.datasets import ImageDataset, load_study_labels
+from brrrr.preprocess.neurovfm.metadata import DatasetMetadata
+from brrrr.preprocess.neurovfm.prepare import load_image, prepare_for_inference
+from brrrr.preprocess.neurovfm.sampler import StudyAwareBatchSampler
+from brrrr.preprocess.neurovfm.settings import CT_WINDOWS
+from brrrr.preprocess.neurovfm.tokenize import untokenize
 
 SHAPE = (16, 16, 8)
 SPACING = (4.0, 4.0, 8.0)

@@ -14,7 +14,6 @@ from scipy import ndimage, stats
 from brrrr.core import Volume, load_volume
 from brrrr.preprocess.drift import (
     DriftConfig,
-    DriftError,
     DriftKind,
     DriftManifest,
     apply_drift,
@@ -22,7 +21,8 @@ from brrrr.preprocess.drift import (
     generate_drifted_dataset,
     schedule_severities,
 )
-from brrrr.preprocess.microscopy import load_microscopy_volume
+from brrrr.preprocess.errors import DriftError
+from brrrr.preprocess.microscopy.dataset import load_microscopy_volume
 
 KINDS: tuple[str, ...] = get_args(DriftKind)
 MASK_KINDS = ("topology_erode", "topology_dilate")

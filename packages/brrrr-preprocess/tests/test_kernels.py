@@ -15,15 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brrrr.core import Volume, load_volume
+from brrrr.preprocess.errors import CoordinateError, KernelError, MapCacheError
 from brrrr.preprocess.kernels import (
     ALE,
     KDA,
     MKDA,
-    CoordinateError,
     Gaussian,
-    KernelError,
     MapCache,
-    MapCacheError,
     PeakTable,
     Template,
     ale_fwhm_mm,

@@ -1,4 +1,4 @@
-"""Tests of brrrr.preprocess.microscopy and brrrr.preprocess.budgeted_resample.
+"""Tests of brrrr.preprocess.microscopy.dataset and brrrr.preprocess.microscopy.budget.
 
 The data are synthetic two-photon-like volumes: three tubes (two straight, one
 curved) in a noisy background, written in the MiniVess layout with JSON sidecars
@@ -17,16 +17,10 @@ from scipy import ndimage
 
 from brrrr.core import Volume, load_volume
 from brrrr.core.resample import resample
-from brrrr.preprocess.budgeted_resample import (
-    MemoryBudgetError,
-    plan_resample,
-    resample_into,
-    resample_to_spacing,
-)
-from brrrr.preprocess.microscopy import (
+from brrrr.preprocess.errors import MemoryBudgetError, PairingError, SidecarError
+from brrrr.preprocess.microscopy.budget import plan_resample, resample_into, resample_to_spacing
+from brrrr.preprocess.microscopy.dataset import (
     NiftiPair,
-    PairingError,
-    SidecarError,
     discover_nifti_pairs,
     load_microscopy_volume,
     prepare_dataset,

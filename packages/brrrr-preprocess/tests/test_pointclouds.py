@@ -11,13 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from brrrr.preprocess.errors import PointCloudError
 from brrrr.preprocess.kernels import PeakTable
-from brrrr.preprocess.pointclouds import (
-    PointCloudError,
-    load_point_clouds,
-    save_point_clouds,
-    to_point_clouds,
-)
+from brrrr.preprocess.pointclouds import load_point_clouds, save_point_clouds, to_point_clouds
 
 
 def _table(counts: dict[str, int], seed: int = 0) -> PeakTable:

@@ -1,4 +1,4 @@
-"""Tests of brrrr.preprocess.prepare against an independent float64 reference (nibabel + scipy)."""
+"""Tests of brrrr.preprocess.neurovfm.prepare against an independent float64 reference (nibabel + scipy)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,10 @@ from nibabel import orientations
 from scipy import ndimage
 
 from brrrr.core import Volume, samples, save_volume
-from brrrr.preprocess._prepare_ops import NumpyOps, order_statistics, sorted_percentiles
-from brrrr.preprocess.prepare import (
-    CT_WINDOWS,
-    Mode,
-    PreparationError,
-    PrepareSettings,
-    find_slice_axis,
-    load_image,
-    prepare_array,
-    prepare_for_inference,
-)
+from brrrr.preprocess.errors import PreparationError
+from brrrr.preprocess.neurovfm._ops import NumpyOps, order_statistics, sorted_percentiles
+from brrrr.preprocess.neurovfm.prepare import load_image, prepare_array, prepare_for_inference
+from brrrr.preprocess.neurovfm.settings import CT_WINDOWS, Mode, PrepareSettings, find_slice_axis
 
 LAYOUT = {2: (2, 1, 0), 1: (1, 2, 0), 0: (0, 1, 2)}
 

@@ -12,16 +12,11 @@ import torch
 from brrrr.core import Volume, samples, save_volume
 from brrrr.core.errors import VolumeReadError
 from brrrr.core.testing import write_broken_nifti
-from brrrr.preprocess._prepare_ops import NumpyOps, resample_permuted
-from brrrr.preprocess._prepare_stream import SlabResampler, SortedRuns, merged_order_statistics
-from brrrr.preprocess.prepare import (
-    Mode,
-    PreparationError,
-    PrepareSettings,
-    load_and_prepare,
-    load_image,
-    prepare_for_inference,
-)
+from brrrr.preprocess.errors import PreparationError
+from brrrr.preprocess.neurovfm._ops import NumpyOps, resample_permuted
+from brrrr.preprocess.neurovfm._stream import SlabResampler, SortedRuns, merged_order_statistics
+from brrrr.preprocess.neurovfm.prepare import load_and_prepare, load_image, prepare_for_inference
+from brrrr.preprocess.neurovfm.settings import Mode, PrepareSettings
 
 PAD = PrepareSettings(fit="pad")
 

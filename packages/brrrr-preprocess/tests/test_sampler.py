@@ -1,4 +1,4 @@
-"""Tests of brrrr.preprocess.sampler and brrrr.preprocess.collate."""
+"""Tests of brrrr.preprocess.neurovfm.sampler and brrrr.preprocess.neurovfm.collate."""
 
 from __future__ import annotations
 
@@ -15,13 +15,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brrrr.preprocess.collate import CollateError, collate_tokens
-from brrrr.preprocess.sampler import (
-    SamplerError,
-    StudyAwareBatchSampler,
-    plan_batches,
-    shard_batches,
-)
+from brrrr.preprocess.errors import CollateError, SamplerError
+from brrrr.preprocess.neurovfm.collate import collate_tokens
+from brrrr.preprocess.neurovfm.sampler import StudyAwareBatchSampler, plan_batches, shard_batches
 
 
 class Studies:

@@ -1,4 +1,4 @@
-"""Tests of brrrr.preprocess.tokenize: exact inverse, the background rule, coords, numpy == torch."""
+"""Tests of brrrr.preprocess.neurovfm.tokenize: exact inverse, the background rule, coords, numpy == torch."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from brrrr.preprocess.tokenize import (
-    TokenizeError,
-    background_threshold,
-    tokenize,
-    untokenize,
-)
+from brrrr.preprocess.errors import TokenizeError
+from brrrr.preprocess.neurovfm.tokenize import background_threshold, tokenize, untokenize
 
 PATCH = (4, 16, 16)
 

@@ -1,17 +1,419 @@
-"""brrrr.preprocess: fast preprocessing on CPU and GPU.
+"""brrrr.preprocess: fast preprocessing of neuroimaging data on CPU and GPU.
 
-Modules:
-    prepare: NeuroVFM-style preparation (``load_image``, ``prepare_for_inference``).
-    tokenize: 4×16×16 tokens with an explicit background rule, and their inverse.
-    metadata, cache: a dataset's images and their content-addressed uint8 cache.
-    datasets, collate, sampler: ``ImageDataset``, token collation, ``StudyAwareBatchSampler``.
-    kernels: coordinate → brain-map kernels (MKDA, KDA, ALE, Gaussian) matching NiMARE.
-    pointclouds: per-study peak sets as fixed-size point clouds.
-    microscopy, budgeted_resample: MiniVess-layout volumes, resampling under a memory budget.
-    drift: controlled drift of volumes and datasets, with a manifest.
+Grouped by what a user comes for:
 
-Each module is imported on its own (``from brrrr.preprocess.kernels import MKDA``), so that
-importing one does not pull in the heavy dependencies of the others.
+* ``neurovfm/``: NeuroVFM-style preparation (:func:`load_and_prepare`,
+  :func:`prepare_for_inference`), 4×16×16 tokens, the content-addressed uint8 cache of a
+  dataset, ``ImageDataset``, token collation and the study-aware batch sampler.
+* ``kernels/``: coordinate → brain-map kernels (MKDA, KDA, ALE, Gaussian) that match NiMARE.
+* ``pointclouds``: per-study peak sets as fixed-size point clouds.
+* ``microscopy/``: MiniVess-layout volumes in µm, resampling under a memory budget.
+* ``drift``: controlled drift of volumes and datasets, with a manifest.
+* ``errors``: every error this package raises, all :class:`brrrr.core.errors.BrrrrError`.
+
+Every public name is importable from here (``from brrrr.preprocess import MKDA``) and is
+imported on first use, so importing one part does not pull in the others' dependencies (torch,
+numba, nibabel). Resampling itself lives in :mod:`brrrr.core.resample`.
+
+Example:
+    >>> from brrrr.core import samples
+    >>> from brrrr.preprocess import prepare_for_inference
+    >>> img, mask, view = prepare_for_inference(samples.phantom(shape=(64, 64, 20), spacing=(3.0, 3.0, 6.0)), mode="mri")
+    >>> view.plane
+    'axial'
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from brrrr.preprocess.drift import (
+        DriftConfig,
+        DriftFileRecord,
+        DriftKind,
+        DriftManifest,
+        Schedule,
+        apply_drift,
+        apply_drift_parameters,
+        drift_parameters,
+        generate_drifted_dataset,
+        schedule_severities,
+    )
+    from brrrr.preprocess.errors import (
+        CacheBuildError,
+        CacheCorruptError,
+        CacheError,
+        CacheMissError,
+        CollateError,
+        CoordinateError,
+        DatasetError,
+        DriftError,
+        KernelError,
+        MapCacheError,
+        MemoryBudgetError,
+        MetadataError,
+        PairingError,
+        PointCloudError,
+        PreparationError,
+        SamplerError,
+        SidecarError,
+        TokenizeError,
+    )
+    from brrrr.preprocess.kernels import (
+        ALE,
+        KDA,
+        MKDA,
+        CachedMaps,
+        DedupReport,
+        Gaussian,
+        Kernel,
+        MapBatch,
+        MapCache,
+        PeakTable,
+        Stencil,
+        Template,
+        ale_fwhm_mm,
+        ale_stencil,
+        deduplicate_peaks,
+        gaussian_stencil,
+        iter_maps,
+        peaks_to_maps,
+        sphere_offsets,
+    )
+    from brrrr.preprocess.microscopy.budget import (
+        OverBudget,
+        ResamplePlan,
+        WriteResult,
+        check_budget,
+        format_bytes,
+        nifti_memmap,
+        plan_resample,
+        resample_into,
+        resample_to_spacing,
+        slab_depth_for_budget,
+        write_resampled,
+    )
+    from brrrr.preprocess.microscopy.dataset import (
+        NiftiPair,
+        SpacingDecision,
+        VolumeReport,
+        discover_nifti_pairs,
+        load_microscopy_volume,
+        prepare_dataset,
+        read_sidecar_spacing_um,
+        resolve_spacing,
+        scale_sidecar_spacing,
+    )
+    from brrrr.preprocess.neurovfm.cache import (
+        CACHE_DIR,
+        CACHE_FORMAT,
+        BuildReport,
+        CachedImage,
+        CacheManager,
+        CacheStats,
+        Verify,
+        entry_key,
+        hash_source,
+        settings_for_mode,
+    )
+    from brrrr.preprocess.neurovfm.collate import Layout, collate_tokens
+    from brrrr.preprocess.neurovfm.datasets import ImageDataset, Label, load_study_labels
+    from brrrr.preprocess.neurovfm.metadata import (
+        IMAGE_SUFFIXES,
+        METADATA_FILE,
+        RAW_DIR,
+        DatasetMetadata,
+        ImageRecord,
+        ModeMapping,
+    )
+    from brrrr.preprocess.neurovfm.prepare import (
+        load_and_prepare,
+        load_image,
+        prepare_array,
+        prepare_for_inference,
+    )
+    from brrrr.preprocess.neurovfm.sampler import (
+        Shuffle,
+        StudyAwareBatchSampler,
+        StudyIndexed,
+        plan_batches,
+        shard_batches,
+    )
+    from brrrr.preprocess.neurovfm.settings import (
+        CT_WINDOWS,
+        PREPARE_VERSION,
+        Fit,
+        Mode,
+        Plane,
+        PrepareSettings,
+        View,
+        find_slice_axis,
+    )
+    from brrrr.preprocess.neurovfm.tokenize import (
+        BackgroundRule,
+        Tokens,
+        background_threshold,
+        tokenize,
+        untokenize,
+    )
+    from brrrr.preprocess.pointclouds import (
+        PointClouds,
+        load_point_clouds,
+        save_point_clouds,
+        to_point_clouds,
+    )
+
+__all__ = [
+    "ALE",
+    "CACHE_DIR",
+    "CACHE_FORMAT",
+    "CT_WINDOWS",
+    "IMAGE_SUFFIXES",
+    "KDA",
+    "METADATA_FILE",
+    "MKDA",
+    "PREPARE_VERSION",
+    "RAW_DIR",
+    "BackgroundRule",
+    "BuildReport",
+    "CacheBuildError",
+    "CacheCorruptError",
+    "CacheError",
+    "CacheManager",
+    "CacheMissError",
+    "CacheStats",
+    "CachedImage",
+    "CachedMaps",
+    "CollateError",
+    "CoordinateError",
+    "DatasetError",
+    "DatasetMetadata",
+    "DedupReport",
+    "DriftConfig",
+    "DriftError",
+    "DriftFileRecord",
+    "DriftKind",
+    "DriftManifest",
+    "Fit",
+    "Gaussian",
+    "ImageDataset",
+    "ImageRecord",
+    "Kernel",
+    "KernelError",
+    "Label",
+    "Layout",
+    "MapBatch",
+    "MapCache",
+    "MapCacheError",
+    "MemoryBudgetError",
+    "MetadataError",
+    "Mode",
+    "ModeMapping",
+    "NiftiPair",
+    "OverBudget",
+    "PairingError",
+    "PeakTable",
+    "Plane",
+    "PointCloudError",
+    "PointClouds",
+    "PreparationError",
+    "PrepareSettings",
+    "ResamplePlan",
+    "SamplerError",
+    "Schedule",
+    "Shuffle",
+    "SidecarError",
+    "SpacingDecision",
+    "Stencil",
+    "StudyAwareBatchSampler",
+    "StudyIndexed",
+    "Template",
+    "TokenizeError",
+    "Tokens",
+    "Verify",
+    "View",
+    "VolumeReport",
+    "WriteResult",
+    "ale_fwhm_mm",
+    "ale_stencil",
+    "apply_drift",
+    "apply_drift_parameters",
+    "background_threshold",
+    "check_budget",
+    "collate_tokens",
+    "deduplicate_peaks",
+    "discover_nifti_pairs",
+    "drift_parameters",
+    "entry_key",
+    "find_slice_axis",
+    "format_bytes",
+    "gaussian_stencil",
+    "generate_drifted_dataset",
+    "hash_source",
+    "iter_maps",
+    "load_and_prepare",
+    "load_image",
+    "load_microscopy_volume",
+    "load_point_clouds",
+    "load_study_labels",
+    "nifti_memmap",
+    "peaks_to_maps",
+    "plan_batches",
+    "plan_resample",
+    "prepare_array",
+    "prepare_dataset",
+    "prepare_for_inference",
+    "read_sidecar_spacing_um",
+    "resample_into",
+    "resample_to_spacing",
+    "resolve_spacing",
+    "save_point_clouds",
+    "scale_sidecar_spacing",
+    "schedule_severities",
+    "settings_for_mode",
+    "shard_batches",
+    "slab_depth_for_budget",
+    "sphere_offsets",
+    "to_point_clouds",
+    "tokenize",
+    "untokenize",
+    "write_resampled",
+]
+
+# Public name → the module that defines it, imported on first use (PEP 562).
+_LAZY = {
+    # NeuroVFM-style preparation, tokens, caches, datasets and samplers
+    "load_and_prepare": "brrrr.preprocess.neurovfm.prepare",
+    "load_image": "brrrr.preprocess.neurovfm.prepare",
+    "prepare_array": "brrrr.preprocess.neurovfm.prepare",
+    "prepare_for_inference": "brrrr.preprocess.neurovfm.prepare",
+    "CT_WINDOWS": "brrrr.preprocess.neurovfm.settings",
+    "PREPARE_VERSION": "brrrr.preprocess.neurovfm.settings",
+    "Fit": "brrrr.preprocess.neurovfm.settings",
+    "Mode": "brrrr.preprocess.neurovfm.settings",
+    "Plane": "brrrr.preprocess.neurovfm.settings",
+    "PrepareSettings": "brrrr.preprocess.neurovfm.settings",
+    "View": "brrrr.preprocess.neurovfm.settings",
+    "find_slice_axis": "brrrr.preprocess.neurovfm.settings",
+    "BackgroundRule": "brrrr.preprocess.neurovfm.tokenize",
+    "Tokens": "brrrr.preprocess.neurovfm.tokenize",
+    "background_threshold": "brrrr.preprocess.neurovfm.tokenize",
+    "tokenize": "brrrr.preprocess.neurovfm.tokenize",
+    "untokenize": "brrrr.preprocess.neurovfm.tokenize",
+    "IMAGE_SUFFIXES": "brrrr.preprocess.neurovfm.metadata",
+    "METADATA_FILE": "brrrr.preprocess.neurovfm.metadata",
+    "RAW_DIR": "brrrr.preprocess.neurovfm.metadata",
+    "DatasetMetadata": "brrrr.preprocess.neurovfm.metadata",
+    "ImageRecord": "brrrr.preprocess.neurovfm.metadata",
+    "ModeMapping": "brrrr.preprocess.neurovfm.metadata",
+    "CACHE_DIR": "brrrr.preprocess.neurovfm.cache",
+    "CACHE_FORMAT": "brrrr.preprocess.neurovfm.cache",
+    "BuildReport": "brrrr.preprocess.neurovfm.cache",
+    "CacheManager": "brrrr.preprocess.neurovfm.cache",
+    "CacheStats": "brrrr.preprocess.neurovfm.cache",
+    "CachedImage": "brrrr.preprocess.neurovfm.cache",
+    "Verify": "brrrr.preprocess.neurovfm.cache",
+    "entry_key": "brrrr.preprocess.neurovfm.cache",
+    "hash_source": "brrrr.preprocess.neurovfm.cache",
+    "settings_for_mode": "brrrr.preprocess.neurovfm.cache",
+    "ImageDataset": "brrrr.preprocess.neurovfm.datasets",
+    "Label": "brrrr.preprocess.neurovfm.datasets",
+    "load_study_labels": "brrrr.preprocess.neurovfm.datasets",
+    "Layout": "brrrr.preprocess.neurovfm.collate",
+    "collate_tokens": "brrrr.preprocess.neurovfm.collate",
+    "Shuffle": "brrrr.preprocess.neurovfm.sampler",
+    "StudyAwareBatchSampler": "brrrr.preprocess.neurovfm.sampler",
+    "StudyIndexed": "brrrr.preprocess.neurovfm.sampler",
+    "plan_batches": "brrrr.preprocess.neurovfm.sampler",
+    "shard_batches": "brrrr.preprocess.neurovfm.sampler",
+    # coordinate kernels and point clouds
+    "ALE": "brrrr.preprocess.kernels",
+    "KDA": "brrrr.preprocess.kernels",
+    "MKDA": "brrrr.preprocess.kernels",
+    "CachedMaps": "brrrr.preprocess.kernels",
+    "DedupReport": "brrrr.preprocess.kernels",
+    "Gaussian": "brrrr.preprocess.kernels",
+    "Kernel": "brrrr.preprocess.kernels",
+    "MapBatch": "brrrr.preprocess.kernels",
+    "MapCache": "brrrr.preprocess.kernels",
+    "PeakTable": "brrrr.preprocess.kernels",
+    "Stencil": "brrrr.preprocess.kernels",
+    "Template": "brrrr.preprocess.kernels",
+    "ale_fwhm_mm": "brrrr.preprocess.kernels",
+    "ale_stencil": "brrrr.preprocess.kernels",
+    "deduplicate_peaks": "brrrr.preprocess.kernels",
+    "gaussian_stencil": "brrrr.preprocess.kernels",
+    "iter_maps": "brrrr.preprocess.kernels",
+    "peaks_to_maps": "brrrr.preprocess.kernels",
+    "sphere_offsets": "brrrr.preprocess.kernels",
+    "PointClouds": "brrrr.preprocess.pointclouds",
+    "load_point_clouds": "brrrr.preprocess.pointclouds",
+    "save_point_clouds": "brrrr.preprocess.pointclouds",
+    "to_point_clouds": "brrrr.preprocess.pointclouds",
+    # microscopy volumes and resampling under a memory budget
+    "NiftiPair": "brrrr.preprocess.microscopy.dataset",
+    "SpacingDecision": "brrrr.preprocess.microscopy.dataset",
+    "VolumeReport": "brrrr.preprocess.microscopy.dataset",
+    "discover_nifti_pairs": "brrrr.preprocess.microscopy.dataset",
+    "load_microscopy_volume": "brrrr.preprocess.microscopy.dataset",
+    "prepare_dataset": "brrrr.preprocess.microscopy.dataset",
+    "read_sidecar_spacing_um": "brrrr.preprocess.microscopy.dataset",
+    "resolve_spacing": "brrrr.preprocess.microscopy.dataset",
+    "scale_sidecar_spacing": "brrrr.preprocess.microscopy.dataset",
+    "OverBudget": "brrrr.preprocess.microscopy.budget",
+    "ResamplePlan": "brrrr.preprocess.microscopy.budget",
+    "WriteResult": "brrrr.preprocess.microscopy.budget",
+    "check_budget": "brrrr.preprocess.microscopy.budget",
+    "format_bytes": "brrrr.preprocess.microscopy.budget",
+    "nifti_memmap": "brrrr.preprocess.microscopy.budget",
+    "plan_resample": "brrrr.preprocess.microscopy.budget",
+    "resample_into": "brrrr.preprocess.microscopy.budget",
+    "resample_to_spacing": "brrrr.preprocess.microscopy.budget",
+    "slab_depth_for_budget": "brrrr.preprocess.microscopy.budget",
+    "write_resampled": "brrrr.preprocess.microscopy.budget",
+    # controlled drift
+    "DriftConfig": "brrrr.preprocess.drift",
+    "DriftFileRecord": "brrrr.preprocess.drift",
+    "DriftKind": "brrrr.preprocess.drift",
+    "DriftManifest": "brrrr.preprocess.drift",
+    "Schedule": "brrrr.preprocess.drift",
+    "apply_drift": "brrrr.preprocess.drift",
+    "apply_drift_parameters": "brrrr.preprocess.drift",
+    "drift_parameters": "brrrr.preprocess.drift",
+    "generate_drifted_dataset": "brrrr.preprocess.drift",
+    "schedule_severities": "brrrr.preprocess.drift",
+    # errors
+    "CacheBuildError": "brrrr.preprocess.errors",
+    "CacheCorruptError": "brrrr.preprocess.errors",
+    "CacheError": "brrrr.preprocess.errors",
+    "CacheMissError": "brrrr.preprocess.errors",
+    "CollateError": "brrrr.preprocess.errors",
+    "CoordinateError": "brrrr.preprocess.errors",
+    "DatasetError": "brrrr.preprocess.errors",
+    "DriftError": "brrrr.preprocess.errors",
+    "KernelError": "brrrr.preprocess.errors",
+    "MapCacheError": "brrrr.preprocess.errors",
+    "MemoryBudgetError": "brrrr.preprocess.errors",
+    "MetadataError": "brrrr.preprocess.errors",
+    "PairingError": "brrrr.preprocess.errors",
+    "PointCloudError": "brrrr.preprocess.errors",
+    "PreparationError": "brrrr.preprocess.errors",
+    "SamplerError": "brrrr.preprocess.errors",
+    "SidecarError": "brrrr.preprocess.errors",
+    "TokenizeError": "brrrr.preprocess.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'brrrr.preprocess' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

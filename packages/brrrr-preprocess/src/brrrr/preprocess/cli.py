@@ -30,7 +30,7 @@ def microscopy(
     ] = "refuse",
 ) -> None:
     """Resample image/label pairs to one voxel size and write a validation report."""
-    from brrrr.preprocess.microscopy import prepare_dataset
+    from brrrr.preprocess.microscopy.dataset import prepare_dataset
 
     if over_budget not in ("refuse", "tile"):
         raise typer.BadParameter("use refuse or tile", param_hint="--over-budget")
@@ -76,8 +76,8 @@ def cache(
     force: Annotated[bool, typer.Option(help="Rebuild every entry.")] = False,
 ) -> None:
     """Scan the dataset, write metadata.json, and build (or resume) the uint8 cache."""
-    from brrrr.preprocess.cache import CacheManager
-    from brrrr.preprocess.metadata import DatasetMetadata
+    from brrrr.preprocess.neurovfm.cache import CacheManager
+    from brrrr.preprocess.neurovfm.metadata import DatasetMetadata
 
     mapping: dict[str, str] = {}
     for item in mode:

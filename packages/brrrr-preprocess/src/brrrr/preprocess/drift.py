@@ -49,13 +49,12 @@ import numpy as np
 from tqdm import tqdm
 
 from brrrr.core import Volume, load_volume
-from brrrr.core.errors import BrrrrError
 from brrrr.core.io._atomic import atomic_write
-from brrrr.preprocess.microscopy import discover_nifti_pairs, scale_sidecar_spacing
+from brrrr.preprocess.errors import DriftError
+from brrrr.preprocess.microscopy.dataset import discover_nifti_pairs, scale_sidecar_spacing
 
 __all__ = [
     "DriftConfig",
-    "DriftError",
     "DriftFileRecord",
     "DriftKind",
     "DriftManifest",
@@ -86,10 +85,6 @@ MAX_SPACING_FACTOR = 2.0
 _IMAGE_KINDS = ("brighten", "darken", "noise", "resolution")
 _MASK_KINDS = ("topology_erode", "topology_dilate")
 MANIFEST_NAME = "drift_manifest.json"
-
-
-class DriftError(BrrrrError):
-    """Invalid drift request: unknown kind or schedule, severity outside [0, 1], wrong input."""
 
 
 def _check(kind: str, severity: float) -> None:

@@ -40,12 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from brrrr.core.errors import BrrrrError
 from brrrr.core.io._atomic import atomic_write
+from brrrr.preprocess.errors import PointCloudError
 from brrrr.preprocess.kernels import PeakTable
 
 __all__ = [
-    "PointCloudError",
     "PointClouds",
     "load_point_clouds",
     "save_point_clouds",
@@ -55,10 +54,6 @@ __all__ = [
 _FORMAT = "brrrr.preprocess.pointclouds"
 _VERSION = 1
 _ARRAYS = ("points", "is_real", "source_index")
-
-
-class PointCloudError(BrrrrError):
-    """A study cannot become a point cloud, or a saved point-cloud folder is inconsistent."""
 
 
 @dataclass(frozen=True, eq=False)

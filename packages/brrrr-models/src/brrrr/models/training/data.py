@@ -5,7 +5,7 @@
   :class:`~brrrr.preprocess.pointclouds.PointClouds`. Both return dicts and expose
   ``study_ids`` so the study-aware sampler keeps a study's analyses in one batch.
 * :func:`metadata_table` standardises study facts with *training-split* statistics only.
-* :class:`ResumableDataLoader`: batches from a :class:`~brrrr.preprocess.sampler.
+* :class:`ResumableDataLoader`: batches from a :class:`~brrrr.preprocess.neurovfm.sampler.
   StudyAwareBatchSampler` (a pure function of seed and epoch, rank-aware) with Lightning's
   ``state_dict``/``load_state_dict`` protocol, so a run resumed from a mid-epoch checkpoint
   skips exactly the batches it already trained on, in the same order.
@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from brrrr.models.errors import ModelConfigError
 from brrrr.preprocess.kernels import CachedMaps, PeakTable, Template
+from brrrr.preprocess.neurovfm.sampler import StudyAwareBatchSampler
 from brrrr.preprocess.pointclouds import PointClouds
-from brrrr.preprocess.sampler import StudyAwareBatchSampler
 
 __all__ = [
     "METADATA_FIELDS",

@@ -15,7 +15,6 @@ Example:
 
 from brrrr.preprocess.kernels._apply import MapBatch, iter_maps, peaks_to_maps
 from brrrr.preprocess.kernels._cache import CachedMaps, MapCache
-from brrrr.preprocess.kernels._errors import CoordinateError, KernelError, MapCacheError
 from brrrr.preprocess.kernels._peaks import DedupReport, PeakTable, deduplicate_peaks
 from brrrr.preprocess.kernels._specs import (
     ALE,
@@ -36,14 +35,11 @@ __all__ = [
     "KDA",
     "MKDA",
     "CachedMaps",
-    "CoordinateError",
     "DedupReport",
     "Gaussian",
     "Kernel",
-    "KernelError",
     "MapBatch",
     "MapCache",
-    "MapCacheError",
     "PeakTable",
     "Stencil",
     "Template",

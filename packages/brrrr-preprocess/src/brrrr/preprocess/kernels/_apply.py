@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 
-from brrrr.preprocess.kernels._errors import KernelError
+from brrrr.preprocess.errors import KernelError
 from brrrr.preprocess.kernels._peaks import PeakTable
 from brrrr.preprocess.kernels._specs import Kernel, Stencil
 from brrrr.preprocess.kernels._template import Template

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from brrrr.core.io._atomic import atomic_write
+from brrrr.preprocess.errors import MapCacheError
 from brrrr.preprocess.kernels._apply import Layout, MapDType, iter_maps
-from brrrr.preprocess.kernels._errors import MapCacheError
 from brrrr.preprocess.kernels._peaks import PeakTable
 from brrrr.preprocess.kernels._specs import Kernel
 from brrrr.preprocess.kernels._template import Template

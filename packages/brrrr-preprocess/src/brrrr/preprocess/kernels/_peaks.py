@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from brrrr.preprocess.kernels._errors import CoordinateError
+from brrrr.preprocess.errors import CoordinateError
 
 __all__ = ["DedupReport", "PeakTable", "deduplicate_peaks"]
 

@@ -28,7 +28,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from brrrr.preprocess.kernels._errors import KernelError
+from brrrr.preprocess.errors import KernelError
 from brrrr.preprocess.kernels._peaks import PeakTable
 
 __all__ = [

@@ -32,7 +32,7 @@ import numpy as np
 
 from brrrr.core import geometry
 from brrrr.core.errors import GeometryError, MissingDependencyError
-from brrrr.preprocess.kernels._errors import CoordinateError
+from brrrr.preprocess.errors import CoordinateError
 
 if TYPE_CHECKING:
     from brrrr.core import Volume

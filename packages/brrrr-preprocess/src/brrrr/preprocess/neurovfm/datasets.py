@@ -1,6 +1,6 @@
 """NeuroVFM's ``ImageDataset``: one prepared, optionally cropped and augmented, tokenised image per index.
 
-The dataset reads a root laid out as in :mod:`brrrr.preprocess.metadata` and returns,
+The dataset reads a root laid out as in :mod:`brrrr.preprocess.neurovfm.metadata` and returns,
 per image, NeuroVFM's dict:
 
 =============  ==========================================================================
@@ -43,19 +43,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from brrrr.core.errors import BrrrrError
-from brrrr.preprocess.cache import CacheManager
-from brrrr.preprocess.metadata import METADATA_FILE, DatasetMetadata, ImageRecord
-from brrrr.preprocess.prepare import CT_WINDOWS, PrepareSettings, load_and_prepare
-from brrrr.preprocess.tokenize import BackgroundRule, tokenize
+from brrrr.preprocess.errors import DatasetError
+from brrrr.preprocess.neurovfm.cache import CacheManager
+from brrrr.preprocess.neurovfm.metadata import METADATA_FILE, DatasetMetadata, ImageRecord
+from brrrr.preprocess.neurovfm.prepare import load_and_prepare
+from brrrr.preprocess.neurovfm.settings import CT_WINDOWS, PrepareSettings
+from brrrr.preprocess.neurovfm.tokenize import BackgroundRule, tokenize
 
-__all__ = ["DatasetError", "ImageDataset", "Label", "load_study_labels"]
+__all__ = ["ImageDataset", "Label", "load_study_labels"]
 
 Label = int | float | list[int] | list[float]
-
-
-class DatasetError(BrrrrError):
-    """A dataset's arguments or label file are invalid."""
 
 
 def _number(text: str, *, path: Path, where: str) -> int | float:
@@ -140,7 +137,7 @@ class ImageDataset(Dataset[dict[str, Any]]):
         root: Dataset root holding ``metadata.json`` (and ``cache/`` with ``use_cache``).
         use_cache: Read memory-mapped uint8 volumes from the cache (built by
             :meth:`CacheManager.build`); otherwise load and prepare each source file
-            on every access (:func:`~brrrr.preprocess.prepare.load_and_prepare`; float32,
+            on every access (:func:`~brrrr.preprocess.neurovfm.prepare.load_and_prepare`; float32,
             no quantisation).
         ct_window_probs: Probabilities of drawing the brain, blood and bone windows
             for a CT image; must sum to 1.
@@ -155,7 +152,7 @@ class ImageDataset(Dataset[dict[str, Any]]):
         min_crop_foreground: Smallest fraction of foreground tokens in a crop.
         patch: Token size ``(pd, ph, pw)`` in voxels.
         background_rule: Which tokens ``filtered`` marks as background
-            (:func:`brrrr.preprocess.tokenize.tokenize`): ``"all"`` (no foreground
+            (:func:`brrrr.preprocess.neurovfm.tokenize.tokenize`): ``"all"`` (no foreground
             voxel), a fraction τ, or ``"any"`` (NeuroVFM's rule).
         settings: Preparation settings of the cache (or of on-the-fly preparation).
 

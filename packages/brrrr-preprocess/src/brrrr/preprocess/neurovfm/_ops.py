@@ -1,4 +1,4 @@
-"""The array work behind :mod:`brrrr.preprocess.prepare`, written once for numpy and torch.
+"""The array work behind :mod:`brrrr.preprocess.neurovfm.prepare`, written once for numpy and torch.
 
 * :func:`resample_permuted`: trilinear resampling onto a grid whose axes are the input's axes
   permuted, flipped, scaled and shifted (what reorienting to RPI and changing the voxel size

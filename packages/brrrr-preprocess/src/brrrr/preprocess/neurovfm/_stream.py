@@ -1,10 +1,10 @@
-"""The streaming path of :func:`brrrr.preprocess.prepare.load_and_prepare`, slab by slab.
+"""The streaming path of :func:`brrrr.preprocess.neurovfm.prepare.load_and_prepare`, slab by slab.
 
 A NIfTI file's voxels inflate in storage order, so the input's slices ``data[:, :, k]`` arrive
-one after the other. :func:`prepare_nifti` opens the file with
+one after the other. :func:`~brrrr.preprocess.neurovfm.prepare.load_and_prepare` opens the file with
 :func:`brrrr.core.io.nifti.stream_nifti`, whose background thread inflates it, and
 :func:`prepare_stream` prepares each output slab as soon as the input slices it reads are in.
-:class:`SlabResampler` computes :func:`~brrrr.preprocess._prepare_ops.resample_permuted`'s
+:class:`SlabResampler` computes :func:`~brrrr.preprocess.neurovfm._ops.resample_permuted`'s
 output one slab at a time — the slab along the output axis that the input's last axis
 becomes — from just the input slices that slab needs, with the same operations in the same
 order, so the values are bit for bit those of the whole-volume call. :class:`SortedRuns` keeps
@@ -14,16 +14,14 @@ once the last slab is in (:func:`merged_order_statistics`).
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from brrrr.core.errors import UnsupportedFormatError
-from brrrr.core.io.nifti import NiftiStream, stream_nifti
-from brrrr.preprocess._prepare_ops import (
+from brrrr.core.io.nifti import NiftiStream
+from brrrr.preprocess.neurovfm._ops import (
     AxisOp,
     NumpyOps,
     apply_pass,
@@ -32,85 +30,44 @@ from brrrr.preprocess._prepare_ops import (
     percentile_ranks,
     plan_resample,
 )
-from brrrr.preprocess.prepare import (
-    _BACKGROUND,
+from brrrr.preprocess.neurovfm._steps import plan_grid, scale_mri, window_ct
+from brrrr.preprocess.neurovfm.settings import (
+    BACKGROUND,
     CT_WINDOWS,
     Mode,
     Plane,
     PrepareSettings,
     View,
-    _ct,
-    _plan,
-    _scale_mri,
-    prepare_for_inference,
 )
 
 __all__ = [
     "SlabResampler",
     "SortedRuns",
     "merged_order_statistics",
-    "prepare_nifti",
     "prepare_stream",
 ]
-
-
-def prepare_nifti(
-    path: str | os.PathLike[str],
-    *,
-    mode: Mode,
-    slice_axis: int | Plane | None,
-    settings: PrepareSettings,
-) -> tuple[Any, Any, View] | None:
-    """:func:`~brrrr.preprocess.prepare.load_and_prepare` of a NIfTI file, with numpy.
-
-    A 3-D image is prepared while it inflates (:func:`prepare_stream`); a 4-D one is read
-    whole and prepared as a batch.
-
-    Args:
-        path: The file.
-        mode: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
-        slice_axis: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
-        settings: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
-
-    Returns:
-        ``(img_arrs, mask, view)`` as numpy arrays, or ``None`` when ``path`` is not a NIfTI
-        file (the caller hands it to :func:`~brrrr.preprocess.prepare.load_image`'s readers).
-
-    Raises:
-        VolumeReadError: The file is corrupt or truncated.
-        PreparationError: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
-    """
-    try:
-        stream = stream_nifti(path)
-    except UnsupportedFormatError:  # not a NIfTI file: load_image's readers decide
-        return None
-    with stream:
-        if stream.data.ndim == 3:
-            return prepare_stream(stream, mode=mode, slice_axis=slice_axis, settings=settings)
-        volume = stream.result()
-    return prepare_for_inference(volume, mode=mode, slice_axis=slice_axis, settings=settings)
 
 
 def prepare_stream(
     stream: NiftiStream, *, mode: Mode, slice_axis: int | Plane | None, settings: PrepareSettings
 ) -> tuple[Any, Any, View]:
-    """:func:`~brrrr.preprocess.prepare.prepare_array` of a 3-D image whose slices are still
+    """:func:`~brrrr.preprocess.neurovfm.prepare.prepare_array` of a 3-D image whose slices are still
     arriving (numpy).
 
     Args:
         stream: An open stream of an ``(I, J, K)`` image; it is waited on slice by slice, then
             to its end, where its checksum is verified.
-        mode: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
-        slice_axis: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
-        settings: As :func:`~brrrr.preprocess.prepare.prepare_for_inference`.
+        mode: As :func:`~brrrr.preprocess.neurovfm.prepare.prepare_for_inference`.
+        slice_axis: As :func:`~brrrr.preprocess.neurovfm.prepare.prepare_for_inference`.
+        settings: As :func:`~brrrr.preprocess.neurovfm.prepare.prepare_for_inference`.
 
     Returns:
         ``(img_arrs, mask, view)``, identical to ``prepare_array(stream.result().data, ...)``.
     """
     ops = NumpyOps()
     data, source = stream.data, stream.source
-    fill = _BACKGROUND[mode]
-    view, vox2vox, fit_offset, grid_shape = _plan(
+    fill = BACKGROUND[mode]
+    view, vox2vox, fit_offset, grid_shape = plan_grid(
         tuple(int(n) for n in data.shape), stream.affine, slice_axis, settings, source
     )
     slabs = SlabResampler(data[None], vox2vox, grid_shape, fill)
@@ -144,17 +101,17 @@ def prepare_stream(
         if mode == "mri":
             runs.add(slab)
         else:
-            _ct(ops, slab, settings, img_inside[(slice(None), *at)], mask_inside[at])
+            window_ct(ops, slab, settings, img_inside[(slice(None), *at)], mask_inside[at])
     if mode == "mri":
         low, high = settings.mri_percentiles
         stats = runs.percentiles((low, high, settings.foreground_percentile))
-        _scale_mri(ops, x, stats[None], x, mask_inside)
+        scale_mri(ops, x, stats[None], x, mask_inside)
     stream.wait()  # the end of the stream: its checksum is verified
     return img[0], mask[0], view
 
 
 class SlabResampler:
-    """:func:`~brrrr.preprocess._prepare_ops.resample_permuted` (numpy), one slab at a time.
+    """:func:`~brrrr.preprocess.neurovfm._ops.resample_permuted` (numpy), one slab at a time.
 
     Args:
         data: ``(1, I, J, K)`` input; slices along ``K`` need only be filled before the slabs
@@ -263,7 +220,7 @@ class SortedRuns:
     """Sorted copies of the values added, in runs of at least ``run`` values.
 
     The copies share one buffer: freeing dozens of separate large arrays costs about a
-    millisecond, at the very end of :func:`~brrrr.preprocess.prepare.load_and_prepare`.
+    millisecond, at the very end of :func:`~brrrr.preprocess.neurovfm.prepare.load_and_prepare`.
 
     Args:
         capacity: How many values will be added, at most.

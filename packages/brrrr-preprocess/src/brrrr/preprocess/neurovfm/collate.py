@@ -1,6 +1,6 @@
 """Batch token sequences of different lengths: padded, or packed for variable-length attention.
 
-Each sample is a dict as :class:`~brrrr.preprocess.datasets.ImageDataset` returns it
+Each sample is a dict as :class:`~brrrr.preprocess.neurovfm.datasets.ImageDataset` returns it
 with ``tokenize=True``: ``img (N_i, P)`` float tokens, ``coords (N_i, 3)``,
 ``filtered (N_i,)`` (1 = background), ``size (3,)``, plus ``path``, ``label``,
 ``study``, ``mode`` and ``window``. Two layouts:
@@ -33,17 +33,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from brrrr.core.errors import BrrrrError
+from brrrr.preprocess.errors import CollateError
 
-__all__ = ["CollateError", "Layout", "collate_tokens"]
+__all__ = ["Layout", "collate_tokens"]
 
 Layout = Literal["padded", "packed"]
 
 _SEQUENCE_KEYS = ("img", "coords", "filtered")
-
-
-class CollateError(BrrrrError):
-    """Samples cannot be batched together (missing keys, mismatched token sizes)."""
 
 
 def _labels(values: list[Any]) -> Any:

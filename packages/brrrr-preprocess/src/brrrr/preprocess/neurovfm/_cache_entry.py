@@ -1,7 +1,7 @@
-"""Content keys and the writing of one cache entry (the worker side of :mod:`brrrr.preprocess.cache`).
+"""Content keys and the writing of one cache entry (the worker side of :mod:`brrrr.preprocess.neurovfm.cache`).
 
-Kept apart from :class:`~brrrr.preprocess.cache.CacheManager` so that worker processes
-import only what they run. See :mod:`brrrr.preprocess.cache` for the layout and key rules.
+Kept apart from :class:`~brrrr.preprocess.neurovfm.cache.CacheManager` so that worker processes
+import only what they run. See :mod:`brrrr.preprocess.neurovfm.cache` for the layout and key rules.
 """
 
 from __future__ import annotations
@@ -17,24 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from brrrr.core.errors import BrrrrError
 from brrrr.core.io._atomic import atomic_write
-from brrrr.preprocess.prepare import (
+from brrrr.preprocess.errors import CacheError
+from brrrr.preprocess.neurovfm.prepare import load_and_prepare
+from brrrr.preprocess.neurovfm.settings import (
     CT_WINDOWS,
     PREPARE_VERSION,
     Mode,
     PrepareSettings,
     View,
-    load_and_prepare,
 )
 
 __all__ = [
     "CACHE_FORMAT",
     "FILES",
-    "CacheBuildError",
-    "CacheCorruptError",
-    "CacheError",
-    "CacheMissError",
     "build_entry",
     "entry_key",
     "hash_source",
@@ -57,22 +53,6 @@ _OTHER_MODE_ONLY: dict[str, frozenset[str]] = {
     "ct": frozenset({"mri_percentiles", "foreground_percentile"}),
 }
 _CHUNK = 1 << 22
-
-
-class CacheError(BrrrrError):
-    """Base class of the cache's errors."""
-
-
-class CacheMissError(CacheError):
-    """An image has no cache entry (not built yet, or its build failed)."""
-
-
-class CacheCorruptError(CacheError):
-    """A cache file does not match its recorded checksum, size, shape or dtype."""
-
-
-class CacheBuildError(CacheError):
-    """Some images could not be prepared; the others were cached."""
 
 
 def settings_for_mode(settings: PrepareSettings, mode: Mode) -> dict[str, Any]:

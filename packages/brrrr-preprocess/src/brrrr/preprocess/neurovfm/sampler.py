@@ -42,10 +42,9 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from brrrr.core.errors import BrrrrError
+from brrrr.preprocess.errors import SamplerError
 
 __all__ = [
-    "SamplerError",
     "Shuffle",
     "StudyAwareBatchSampler",
     "StudyIndexed",
@@ -54,10 +53,6 @@ __all__ = [
 ]
 
 Shuffle = Literal["studies", "none"]
-
-
-class SamplerError(BrrrrError):
-    """A batch sampler was given inconsistent arguments."""
 
 
 class StudyIndexed(Protocol):
@@ -178,7 +173,7 @@ class StudyAwareBatchSampler:
     Args:
         dataset: Exposes ``study_ids`` (the study of each index) and, when
             ``max_tokens`` is set, ``token_counts`` (tokens of each index), as
-            :class:`~brrrr.preprocess.datasets.ImageDataset` does.
+            :class:`~brrrr.preprocess.neurovfm.datasets.ImageDataset` does.
         batch_size: Most images in a batch.
         shuffle: ``"studies"`` (new study order every epoch) or ``"none"``.
         seed: Seed, identical on every rank.

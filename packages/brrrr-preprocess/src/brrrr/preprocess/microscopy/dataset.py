@@ -16,12 +16,12 @@ no unit is read as ``unknown_unit`` (µm by default). The source used is recorde
 
 Preparation (:func:`prepare_dataset`) resamples images linearly and labels by nearest
 neighbour to one voxel size under a memory budget (refused or tiled, see
-:mod:`brrrr.preprocess.budgeted_resample`; resampling a 4.97 µm outlier to 1 µm
+:mod:`brrrr.preprocess.microscopy.budget`; resampling a 4.97 µm outlier to 1 µm
 isotropic crashed the original project with a ≈ 7.9 GB array), and writes a
 validation report JSON.
 
 Example:
-    >>> from brrrr.preprocess.microscopy import prepare_dataset
+    >>> from brrrr.preprocess.microscopy.dataset import prepare_dataset
     >>> report = prepare_dataset("minivess", "prepared", target_spacing_um=1.0,
     ...                          memory_budget_bytes=2**30, over_budget="tile")  # doctest: +SKIP
 """
@@ -40,10 +40,10 @@ import numpy as np
 from tqdm import tqdm
 
 from brrrr.core import Volume, load_volume, save_volume
-from brrrr.core.errors import BrrrrError
 from brrrr.core.geometry import direction_cosines
 from brrrr.core.io._atomic import atomic_write
-from brrrr.preprocess.budgeted_resample import (
+from brrrr.preprocess.errors import PairingError, SidecarError
+from brrrr.preprocess.microscopy.budget import (
     OverBudget,
     ResamplePlan,
     WriteResult,
@@ -54,8 +54,6 @@ from brrrr.preprocess.budgeted_resample import (
 
 __all__ = [
     "NiftiPair",
-    "PairingError",
-    "SidecarError",
     "SpacingDecision",
     "VolumeReport",
     "discover_nifti_pairs",
@@ -96,14 +94,6 @@ _UNIT_KEYS = (
     "unit",
     "units",
 )
-
-
-class PairingError(BrrrrError):
-    """Images and labels do not pair up (missing, extra or duplicated files)."""
-
-
-class SidecarError(BrrrrError):
-    """A per-volume JSON sidecar cannot be read or states an invalid voxel size."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +162,7 @@ def discover_nifti_pairs(root: str | os.PathLike[str]) -> list[NiftiPair]:
     if not used:
         raise PairingError(
             "no imagesTr/ + labelsTr/ or raw/ + seg/ folders found (see "
-            "brrrr.preprocess.microscopy for the layouts)",
+            "brrrr.preprocess.microscopy.dataset for the layouts)",
             path=root,
         )
     for image_dir, label_dir, suffix in used:

@@ -16,7 +16,7 @@ ties rounding up) up to float rounding.
 Example:
     >>> import numpy as np
     >>> from brrrr.core import Volume
-    >>> from brrrr.preprocess.budgeted_resample import plan_resample, resample_to_spacing
+    >>> from brrrr.preprocess.microscopy.budget import plan_resample, resample_to_spacing
     >>> vol = Volume(np.ones((64, 64, 8), "f4"), np.diag([0.00497, 0.00497, 0.005, 1]))
     >>> plan_resample(vol, 1.0, interpolation="linear").shape
     (318, 318, 40)
@@ -39,11 +39,11 @@ from typing import Literal
 import numpy as np
 
 from brrrr.core import Volume, save_volume
-from brrrr.core.errors import BrrrrError, GeometryError
+from brrrr.core.errors import GeometryError
 from brrrr.core.resample import grid_for_spacing, resample
+from brrrr.preprocess.errors import MemoryBudgetError
 
 __all__ = [
-    "MemoryBudgetError",
     "OverBudget",
     "ResamplePlan",
     "WriteResult",
@@ -63,10 +63,6 @@ OverBudget = Literal["refuse", "tile"]
 _NIFTI1_OFFSET = 352
 # Entries of the output→input voxel map this close to an integer are that integer.
 _SNAP = 1e-9
-
-
-class MemoryBudgetError(BrrrrError):
-    """A resample's output (or one slab of it) would exceed the memory budget."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """A safe, content-addressed cache of prepared volumes as memory-mappable uint8 ``.npy``.
 
-:class:`CacheManager` runs :func:`~brrrr.preprocess.prepare.load_and_prepare`
+:class:`CacheManager` runs :func:`~brrrr.preprocess.neurovfm.prepare.load_and_prepare`
 (``prepare_for_inference(load_image(path), ...)``, overlapped) once per image of a
-dataset (see :mod:`brrrr.preprocess.metadata` for the layout) and stores the
+dataset (see :mod:`brrrr.preprocess.neurovfm.metadata` for the layout) and stores the
 result so that training reads it with ``np.load(..., mmap_mode="r")``. No pickle
 anywhere: NeuroVFM's ``torch.load`` of ``.pt`` files runs code from whoever wrote
 the cache; a ``.npy`` read with ``allow_pickle=False`` cannot.
@@ -21,8 +21,8 @@ Cache key rules. An entry's key is the SHA-256 (first 32 hex digits) of the JSON
 of: the cache format version; the SHA-256 of the source's bytes (for a DICOM
 folder, of every file's relative path and bytes, in sorted order); the image's
 mode; the preparation settings *of that mode*
-(:class:`~brrrr.preprocess.prepare.PrepareSettings`, see :func:`settings_for_mode`); and
-``PREPARE_VERSION`` of :mod:`brrrr.preprocess.prepare` (bumped when the algorithm
+(:class:`~brrrr.preprocess.neurovfm.prepare.PrepareSettings`, see :func:`settings_for_mode`); and
+``PREPARE_VERSION`` of :mod:`brrrr.preprocess.neurovfm.prepare` (bumped when the algorithm
 changes). So:
 
 * editing or replacing a source file rebuilds that image only;
@@ -68,13 +68,10 @@ from tqdm import tqdm
 
 from brrrr.core.errors import BrrrrError
 from brrrr.core.io._atomic import atomic_write
-from brrrr.preprocess._cache_entry import (
+from brrrr.preprocess.errors import CacheBuildError, CacheCorruptError, CacheError, CacheMissError
+from brrrr.preprocess.neurovfm._cache_entry import (
     CACHE_FORMAT,
     FILES,
-    CacheBuildError,
-    CacheCorruptError,
-    CacheError,
-    CacheMissError,
     build_entry,
     entry_key,
     hash_source,
@@ -85,18 +82,14 @@ from brrrr.preprocess._cache_entry import (
     source_stamp,
     view_from_json,
 )
-from brrrr.preprocess.metadata import METADATA_FILE, DatasetMetadata, ImageRecord
-from brrrr.preprocess.prepare import Mode, PrepareSettings, View
+from brrrr.preprocess.neurovfm.metadata import METADATA_FILE, DatasetMetadata, ImageRecord
+from brrrr.preprocess.neurovfm.settings import Mode, PrepareSettings, View
 
 __all__ = [
     "CACHE_DIR",
     "CACHE_FORMAT",
     "BuildReport",
-    "CacheBuildError",
-    "CacheCorruptError",
-    "CacheError",
     "CacheManager",
-    "CacheMissError",
     "CacheStats",
     "CachedImage",
     "Verify",
@@ -122,7 +115,7 @@ class CachedImage:
         mode: ``"mri"`` or ``"ct"``.
         window: The window selected (``"brain"``, ``"blood"``, ``"bone"``) or None.
         windows: Names along ``C``: ``("mri",)`` or :data:`CT_WINDOWS`.
-        view: The :class:`~brrrr.preprocess.prepare.View` of the prepared grid.
+        view: The :class:`~brrrr.preprocess.neurovfm.prepare.View` of the prepared grid.
         key: The entry's content key.
     """
 
@@ -180,7 +173,7 @@ class CacheManager:
 
     Args:
         root: Dataset root (holds ``raw/`` and ``metadata.json``; see
-            :mod:`brrrr.preprocess.metadata`).
+            :mod:`brrrr.preprocess.neurovfm.metadata`).
         settings: Preparation settings (default ``PrepareSettings()``); the fields
             that apply to an image's mode are part of its key.
 

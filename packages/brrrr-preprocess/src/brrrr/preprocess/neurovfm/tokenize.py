@@ -15,7 +15,7 @@ the foreground mask is at least ``τ`` (``background_rule``).
 
 Example:
     >>> import numpy as np
-    >>> from brrrr.preprocess.tokenize import tokenize, untokenize
+    >>> from brrrr.preprocess.neurovfm.tokenize import tokenize, untokenize
     >>> image = np.random.rand(8, 32, 32).astype("f4")
     >>> mask = image > 0.05
     >>> out = tokenize(image, mask)
@@ -32,11 +32,10 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from brrrr.core.errors import BrrrrError
+from brrrr.preprocess.errors import TokenizeError
 
 __all__ = [
     "BackgroundRule",
-    "TokenizeError",
     "Tokens",
     "background_threshold",
     "tokenize",
@@ -44,10 +43,6 @@ __all__ = [
 ]
 
 BackgroundRule = float | Literal["any", "all"]
-
-
-class TokenizeError(BrrrrError):
-    """Arrays cannot be tokenised: shapes not divisible by the patch, mismatched mask, bad rule."""
 
 
 class Tokens(NamedTuple):

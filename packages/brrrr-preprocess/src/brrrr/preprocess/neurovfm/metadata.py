@@ -50,9 +50,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, get_args
 
-from brrrr.core.errors import BrrrrError
 from brrrr.core.io._atomic import atomic_write
-from brrrr.preprocess.prepare import Mode
+from brrrr.preprocess.errors import MetadataError
+from brrrr.preprocess.neurovfm.settings import Mode
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -60,7 +60,6 @@ __all__ = [
     "RAW_DIR",
     "DatasetMetadata",
     "ImageRecord",
-    "MetadataError",
     "ModeMapping",
 ]
 
@@ -75,10 +74,6 @@ IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".dcm")
 
 _FORMAT = "brrrr-dataset-metadata"
 _VERSION = 1
-
-
-class MetadataError(BrrrrError):
-    """A dataset folder or metadata file is missing, malformed or ambiguous."""
 
 
 @dataclass(frozen=True)
