@@ -139,9 +139,9 @@ def test_start_up_imports_no_heavy_library() -> None:
 
 def test_io_helpers_import_without_nibabel() -> None:
     # `brrrr.core.io` resolves its loaders on first use: the manifest and card writers of
-    # brrrr-ingest use only `_atomic`, and must not pay for nibabel and pydicom.
+    # brrrr-ingest use only `brrrr.core.files`, and must not pay for nibabel and pydicom.
     code = (
-        "import sys; import brrrr.core.io._atomic; "
+        "import sys; import brrrr.core.files; "
         "print(sorted(m for m in ('nibabel', 'pydicom', 'scipy') if m in sys.modules)); "
         "from brrrr.core.io import DEFAULT_MAX_VOXELS, load_volume; print(callable(load_volume))"
     )

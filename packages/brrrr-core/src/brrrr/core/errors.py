@@ -18,6 +18,8 @@ import os
 __all__ = [
     "BrrrrError",
     "DicomSeriesError",
+    "FileReadError",
+    "FileWriteError",
     "GeometryError",
     "MissingDependencyError",
     "UnsupportedFormatError",
@@ -51,11 +53,19 @@ def _rebuild(cls: type[BrrrrError], message: str, path: str | None) -> BrrrrErro
     return cls(message, path=path)
 
 
-class VolumeReadError(BrrrrError):
+class FileReadError(BrrrrError):
+    """A file cannot be read: missing, a folder, no permission, an I/O failure."""
+
+
+class FileWriteError(BrrrrError):
+    """A file cannot be written: missing folder, no permission, disk full."""
+
+
+class VolumeReadError(FileReadError):
     """A file exists but cannot be read as a volume (corrupt, truncated, inconsistent)."""
 
 
-class VolumeWriteError(BrrrrError):
+class VolumeWriteError(FileWriteError):
     """A volume cannot be written (bad destination, unsupported dtype, I/O failure)."""
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from brrrr.core.io._atomic import atomic_write
+from brrrr.core.files import atomic_write
 from brrrr.ingest.index import BidsIndex
 from brrrr.ingest.manifest import Manifest
 
@@ -215,6 +215,10 @@ def write_card(
     features: Mapping[str, Any],
     repo_id: str | None = None,
 ) -> Path:
-    """Write ``out/README.md`` atomically (see :func:`build_card`)."""
+    """Write ``out/README.md`` atomically (see :func:`build_card`).
+
+    Raises:
+        FileWriteError: The folder is missing or the write fails (names the file).
+    """
     text = build_card(index, manifest=manifest, features=features, repo_id=repo_id)
     return atomic_write(Path(out) / "README.md", text.encode("utf-8"))

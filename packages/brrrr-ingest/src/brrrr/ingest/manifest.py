@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brrrr.core.io._atomic import atomic_write
+from brrrr.core.files import atomic_write
 from brrrr.ingest.errors import ManifestError
 
 __all__ = ["MANIFEST_NAME", "FileRecord", "Manifest", "ShardRecord"]
@@ -163,5 +163,9 @@ class Manifest:
         return cls.from_json(text, where=str(path))
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``folder/manifest.json`` atomically (never half-written)."""
+        """Write ``folder/manifest.json`` atomically (never half-written).
+
+        Raises:
+            FileWriteError: The folder is missing or the write fails (names the file).
+        """
         return atomic_write(Path(folder) / MANIFEST_NAME, self.to_json().encode("utf-8"))

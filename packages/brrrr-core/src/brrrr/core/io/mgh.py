@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 from nibabel.freesurfer.mghformat import MGHHeader, MGHImage
 
-from brrrr.core.errors import GeometryError, VolumeReadError, VolumeWriteError
+from brrrr.core.errors import FileWriteError, GeometryError, VolumeReadError, VolumeWriteError
+from brrrr.core.files import atomic_write
 from brrrr.core.geometry import check_affine
-from brrrr.core.io._atomic import atomic_write
 from brrrr.core.io._layout import arrange_fortran, check_voxel_count, convert, result_dtype
 from brrrr.core.io._source import RawSource
 from brrrr.core.volume import Volume
@@ -107,5 +107,8 @@ def write_mgh(volume: Volume, path: str | os.PathLike[str], *, compresslevel: in
         raise VolumeWriteError(f"cannot encode the MGH image: {exc}", path=path) from None
     if suffix == ".mgz":
         payload = isal_zlib.compress(payload, level=compresslevel, wbits=31)
-    atomic_write(path, payload)
+    try:
+        atomic_write(path, payload)
+    except FileWriteError as exc:  # callers catch VolumeWriteError around volume writes
+        raise VolumeWriteError(exc.message, path=path) from None
     return path

@@ -33,13 +33,14 @@ import numpy as np
 from isal import isal_zlib
 
 from brrrr.core.errors import (
+    FileWriteError,
     GeometryError,
     UnsupportedFormatError,
     VolumeReadError,
     VolumeWriteError,
 )
+from brrrr.core.files import atomic_write
 from brrrr.core.geometry import check_affine
-from brrrr.core.io._atomic import atomic_write
 from brrrr.core.io._inflate import GZIP_MAGIC, ReadAhead, gunzip_head, inflate_into
 from brrrr.core.io._layout import arrange_fortran, check_voxel_count, convert, result_dtype
 from brrrr.core.io._source import RawSource, open_source
@@ -566,5 +567,8 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str], *, compresslevel: 
         raise VolumeWriteError(f"cannot encode the NIfTI image: {exc}", path=path) from None
     if name.endswith(".gz"):
         payload = isal_zlib.compress(payload, level=compresslevel, wbits=31)
-    atomic_write(path, payload)
+    try:
+        atomic_write(path, payload)
+    except FileWriteError as exc:  # callers catch VolumeWriteError around volume writes
+        raise VolumeWriteError(exc.message, path=path) from None
     return path
