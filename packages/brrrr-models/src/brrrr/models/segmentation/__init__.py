@@ -1,0 +1,82 @@
+"""brrrr.models.segmentation: lesion segmentation and its ISLES'22 evaluation.
+
+Modules:
+    metrics: Dice, absolute volume difference (ml), lesion count difference, lesion-wise F1
+        (the ISLES'22 rules) and HD95 on masks; ``evaluate_case`` and ``aggregate``.
+    errors: ``SegmentationError``.
+
+Example:
+    >>> import numpy as np
+    >>> from brrrr.models.segmentation import dice
+    >>> mask = np.ones((2, 2, 2), dtype=bool)
+    >>> dice(mask, mask)
+    1.0
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from brrrr.models.segmentation.errors import SegmentationError
+    from brrrr.models.segmentation.metrics import (
+        METRIC_NAMES,
+        CaseMetrics,
+        LesionCounts,
+        MetricSummary,
+        absolute_volume_difference_ml,
+        aggregate,
+        dice,
+        evaluate_case,
+        hd95,
+        label_lesions,
+        lesion_count_difference,
+        lesion_counts,
+        lesion_f1,
+    )
+
+# Imported on first use (PEP 562), so that importing the package does not pay for scipy
+# until a mask is evaluated.
+_LAZY = {
+    "SegmentationError": "brrrr.models.segmentation.errors",
+    "METRIC_NAMES": "brrrr.models.segmentation.metrics",
+    "CaseMetrics": "brrrr.models.segmentation.metrics",
+    "LesionCounts": "brrrr.models.segmentation.metrics",
+    "MetricSummary": "brrrr.models.segmentation.metrics",
+    "absolute_volume_difference_ml": "brrrr.models.segmentation.metrics",
+    "aggregate": "brrrr.models.segmentation.metrics",
+    "dice": "brrrr.models.segmentation.metrics",
+    "evaluate_case": "brrrr.models.segmentation.metrics",
+    "hd95": "brrrr.models.segmentation.metrics",
+    "label_lesions": "brrrr.models.segmentation.metrics",
+    "lesion_count_difference": "brrrr.models.segmentation.metrics",
+    "lesion_counts": "brrrr.models.segmentation.metrics",
+    "lesion_f1": "brrrr.models.segmentation.metrics",
+}
+
+__all__ = [
+    "METRIC_NAMES",
+    "CaseMetrics",
+    "LesionCounts",
+    "MetricSummary",
+    "SegmentationError",
+    "absolute_volume_difference_ml",
+    "aggregate",
+    "dice",
+    "evaluate_case",
+    "hd95",
+    "label_lesions",
+    "lesion_count_difference",
+    "lesion_counts",
+    "lesion_f1",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'brrrr.models.segmentation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
