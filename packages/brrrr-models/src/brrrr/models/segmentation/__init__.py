@@ -3,7 +3,9 @@
 Modules:
     metrics: Dice, absolute volume difference (ml), lesion count difference, lesion-wise F1
         (the ISLES'22 rules) and HD95 on masks; ``evaluate_case`` and ``aggregate``.
+    evaluate: a folder of predictions against a folder of ground truths (CSV and JSON).
     errors: ``SegmentationError``.
+    cli: ``brrrr segment evaluate PRED_DIR GT_DIR``.
 
 Example:
     >>> import numpy as np
@@ -20,6 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from brrrr.models.segmentation.errors import SegmentationError
+    from brrrr.models.segmentation.evaluate import (
+        CasePair,
+        CaseResult,
+        LabelRule,
+        evaluate_folder,
+        evaluate_pair,
+        pair_cases,
+        write_csv,
+        write_json,
+    )
     from brrrr.models.segmentation.metrics import (
         METRIC_NAMES,
         CaseMetrics,
@@ -36,10 +48,18 @@ if TYPE_CHECKING:
         lesion_f1,
     )
 
-# Imported on first use (PEP 562), so that importing the package does not pay for scipy
-# until a mask is evaluated.
+# Imported on first use (PEP 562): `brrrr --help` loads the `segment` command from this
+# package and should not pay for scipy until a mask is evaluated.
 _LAZY = {
     "SegmentationError": "brrrr.models.segmentation.errors",
+    "CasePair": "brrrr.models.segmentation.evaluate",
+    "CaseResult": "brrrr.models.segmentation.evaluate",
+    "LabelRule": "brrrr.models.segmentation.evaluate",
+    "evaluate_folder": "brrrr.models.segmentation.evaluate",
+    "evaluate_pair": "brrrr.models.segmentation.evaluate",
+    "pair_cases": "brrrr.models.segmentation.evaluate",
+    "write_csv": "brrrr.models.segmentation.evaluate",
+    "write_json": "brrrr.models.segmentation.evaluate",
     "METRIC_NAMES": "brrrr.models.segmentation.metrics",
     "CaseMetrics": "brrrr.models.segmentation.metrics",
     "LesionCounts": "brrrr.models.segmentation.metrics",
@@ -58,6 +78,9 @@ _LAZY = {
 __all__ = [
     "METRIC_NAMES",
     "CaseMetrics",
+    "CasePair",
+    "CaseResult",
+    "LabelRule",
     "LesionCounts",
     "MetricSummary",
     "SegmentationError",
@@ -65,11 +88,16 @@ __all__ = [
     "aggregate",
     "dice",
     "evaluate_case",
+    "evaluate_folder",
+    "evaluate_pair",
     "hd95",
     "label_lesions",
     "lesion_count_difference",
     "lesion_counts",
     "lesion_f1",
+    "pair_cases",
+    "write_csv",
+    "write_json",
 ]
 
 
