@@ -13,8 +13,7 @@ from brrrr.core import Volume, samples, save_volume
 from brrrr.core.errors import VolumeReadError
 from brrrr.core.testing import write_broken_nifti
 from brrrr.preprocess.errors import PreparationError
-from brrrr.preprocess.neurovfm._ops import NumpyOps, resample_permuted
-from brrrr.preprocess.neurovfm._stream import SlabResampler, SortedRuns, merged_order_statistics
+from brrrr.preprocess.neurovfm._stream import SortedRuns, merged_order_statistics
 from brrrr.preprocess.neurovfm.prepare import load_and_prepare, load_image, prepare_for_inference
 from brrrr.preprocess.neurovfm.settings import Mode, PrepareSettings
 
@@ -150,29 +149,6 @@ def test_too_small_to_crop_names_the_file(tmp_path: Path) -> None:
     )
     with pytest.raises(PreparationError, match=r"tiny\.nii\.gz.*too small.*fit='pad'"):
         load_and_prepare(path, mode="mri")
-
-
-@pytest.mark.parametrize("axcodes", ["RAS", "LPI", "SAL", "PIR"])
-def test_slabs_equal_the_whole_volume_resample(axcodes: str) -> None:
-    volume = samples.phantom(shape=(30, 26, 20), spacing=(0.7, 1.3, 2.1), axcodes=axcodes)
-    data = volume.data[None]
-    rng = np.random.default_rng(0)
-    for _ in range(4):
-        perm = rng.permutation(3)
-        vox2vox = np.eye(4)[[*perm, 3]].T.copy()
-        vox2vox[:3, :3] *= rng.choice([-1.0, 1.0], 3) * rng.uniform(0.4, 2.5, 3)
-        shape = tuple(int(n) for n in rng.integers(5, 30, 3))
-        vox2vox[:3, 3] = [
-            (n - 1) if vox2vox[:3, a].sum() < 0 else 0.0 for a, n in enumerate(data.shape[1:])
-        ]
-        whole = resample_permuted(NumpyOps(), data, vox2vox, shape, -7.0)  # type: ignore[arg-type]
-        slabs = SlabResampler(data, vox2vox, shape, -7.0)  # type: ignore[arg-type]
-        out = np.full_like(whole, np.nan)
-        for o in slabs.order:
-            index = [slice(None)] * 4
-            index[slabs.axis + 1] = slice(o, o + 1)
-            slabs.slab(o, out=out[tuple(index)])
-        assert np.array_equal(out, whole)
 
 
 @pytest.mark.parametrize("values", ["noise", "ties", "negative"])

@@ -25,7 +25,7 @@ import numpy as np
 
 from brrrr.core import geometry
 from brrrr.core.errors import GeometryError, MissingDependencyError
-from brrrr.core.resample import Interpolation, grid_for_spacing, resample
+from brrrr.core.resample import Boundary, Interpolation, grid_for_spacing, resample
 
 if TYPE_CHECKING:
     import nibabel as nib
@@ -236,6 +236,7 @@ class Volume:
         *,
         like: Volume | None = None,
         interpolation: Interpolation = "linear",
+        boundary: Boundary = "blend",
         fill: float = 0.0,
         device: str | None = None,
     ) -> Volume:
@@ -247,6 +248,8 @@ class Volume:
                 :func:`brrrr.core.resample.grid_for_spacing`).
             like: A volume whose grid (shape and affine) to resample onto instead.
             interpolation: ``"nearest"``, ``"linear"`` or ``"cubic"``.
+            boundary: ``"blend"`` or ``"extent"`` at the edge of the input (see
+                :func:`brrrr.core.resample.resample`).
             fill: Value outside the input.
             device: Torch device to compute on; ``None`` stays on numpy.
         """
@@ -263,6 +266,7 @@ class Volume:
             target_shape=shape,
             target_affine=target,
             interpolation=interpolation,
+            boundary=boundary,
             fill=fill,
             device=device,
         )

@@ -1,24 +1,23 @@
 """Resampling under a memory budget: refuse, or tile the output in slabs.
 
 The output of a resample is projected from its shape and dtype before anything is
-allocated (:func:`plan_resample`). Above ``memory_budget_bytes`` it is refused
+allocated (:func:`plan_output`). Above ``memory_budget_bytes`` it is refused
 (:class:`MemoryBudgetError`, naming the shape and size) or tiled: computed in slabs
 along K, the slowest axis of a NIfTI file, into a preallocated or memory-mapped
 array, so only one slab is held in memory. Resampling a 512×512×61 two-photon stack
 at 4.97 µm to 1 µm isotropic makes a ≈ 7.9 GB float32 array; tiled, it streams to disk.
 
-Each output voxel depends only on its own index: per-axis sample positions and
-weights are computed once for the whole grid, and the passes run in a fixed order
-(K, then I, then J), so tiled and untiled outputs are equal bit for bit. The values
-follow :mod:`brrrr.core.resample` (trilinear with zero fill outside, or nearest with
-ties rounding up) up to float rounding.
+The values are :mod:`brrrr.core.resample`'s (trilinear with zero fill outside, or
+nearest with ties rounding up), bit for bit: one slab is the whole-volume call, and
+tiles come from :class:`brrrr.core.resample.SlabResampler`, which runs the same passes
+in the same order on just the input slices each output slice reads.
 
 Example:
     >>> import numpy as np
     >>> from brrrr.core import Volume
-    >>> from brrrr.preprocess.microscopy.budget import plan_resample, resample_to_spacing
+    >>> from brrrr.preprocess.microscopy.budget import plan_output, resample_to_spacing
     >>> vol = Volume(np.ones((64, 64, 8), "f4"), np.diag([0.00497, 0.00497, 0.005, 1]))
-    >>> plan_resample(vol, 1.0, interpolation="linear").shape
+    >>> plan_output(vol, 1.0, interpolation="linear").shape
     (318, 318, 40)
     >>> out = np.lib.format.open_memmap("out.npy", "w+", "f4", (318, 318, 40))  # doctest: +SKIP
     >>> resample_to_spacing(vol, 1.0, memory_budget_bytes=2**21, out=out)  # doctest: +SKIP
@@ -40,17 +39,17 @@ import numpy as np
 
 from brrrr.core import Volume, save_volume
 from brrrr.core.errors import GeometryError
-from brrrr.core.resample import grid_for_spacing, resample
+from brrrr.core.resample import SlabResampler, grid_for_spacing, plan_resample, resample
 from brrrr.preprocess.errors import MemoryBudgetError
 
 __all__ = [
+    "OutputPlan",
     "OverBudget",
-    "ResamplePlan",
     "WriteResult",
     "check_budget",
     "format_bytes",
     "nifti_memmap",
-    "plan_resample",
+    "plan_output",
     "resample_into",
     "resample_to_spacing",
     "slab_depth_for_budget",
@@ -61,12 +60,10 @@ Interpolation = Literal["linear", "nearest"]
 OverBudget = Literal["refuse", "tile"]
 
 _NIFTI1_OFFSET = 352
-# Entries of the output→input voxel map this close to an integer are that integer.
-_SNAP = 1e-9
 
 
 @dataclass(frozen=True)
-class ResamplePlan:
+class OutputPlan:
     """The output grid of a resample and what it costs, computed before allocating.
 
     Attributes:
@@ -108,9 +105,9 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def plan_resample(
+def plan_output(
     volume: Volume, spacing_um: float | Sequence[float], *, interpolation: Interpolation
-) -> ResamplePlan:
+) -> OutputPlan:
     """The grid with voxel size ``spacing_um`` over the same field of view (no allocation).
 
     Args:
@@ -128,29 +125,20 @@ def plan_resample(
         dtype = np.dtype(volume.dtype)
     else:
         dtype = np.dtype(np.float64 if volume.dtype == np.float64 else np.float32)
-    return ResamplePlan(full, affine, dtype, interpolation)
+    return OutputPlan(full, affine, dtype, interpolation)
 
 
-def _vox2vox(volume: Volume, plan: ResamplePlan) -> np.ndarray | None:
-    """The output→input voxel map if it is axis-aligned (scale and shift), else None."""
-    m = np.linalg.inv(volume.affine) @ plan.affine
-    rounded = np.round(m)
-    m = np.where(np.abs(m - rounded) <= _SNAP, rounded, m)
-    off = m[:3, :3] - np.diag(np.diag(m[:3, :3]))
-    return m if np.abs(off).max() <= _SNAP * max(1.0, float(np.abs(m[:3, :3]).max())) else None
-
-
-def _slab_bytes(volume: Volume, plan: ResamplePlan, depth: int) -> int:
+def _slab_bytes(volume: Volume, plan: OutputPlan, depth: int) -> int:
     """Working memory of one slab of ``depth`` output slices: input crop + 3 pass buffers."""
-    m = _vox2vox(volume, plan)
-    step = 1.0 if m is None else abs(float(m[2, 2]))
+    m = np.linalg.inv(volume.affine) @ plan.affine
+    step = max(1.0, float(np.abs(m[:3, 2]).max()))
     (i, j, _), (oi, oj, _) = volume.shape, plan.shape[-3:]
     item = plan.dtype.itemsize * volume.channels
     crop = item * i * j * (int(np.ceil(depth * step)) + 2)
     return crop + 3 * item * max(i, oi) * max(j, oj) * depth
 
 
-def slab_depth_for_budget(volume: Volume, plan: ResamplePlan, budget: int | None) -> int:
+def slab_depth_for_budget(volume: Volume, plan: OutputPlan, budget: int | None) -> int:
     """The most output K slices per slab whose working memory fits ``budget``.
 
     Raises:
@@ -171,54 +159,18 @@ def slab_depth_for_budget(volume: Volume, plan: ResamplePlan, budget: int | None
     return depth
 
 
-def _axis_map(
-    m: np.ndarray, axis: int, n_out: int, n_in: int, interpolation: Interpolation
-) -> tuple[np.ndarray, ...]:
-    """Clipped source indices and weights along one axis, for the whole output grid.
-
-    Returns ``(index, inside)`` for nearest, ``(lo, hi, w_lo, w_hi)`` for linear; a
-    neighbour outside the input has weight 0 (zero fill, as in ``brrrr.core``).
-    """
-    pos = m[axis, axis] * np.arange(n_out, dtype=np.float64) + m[axis, 3]
-    if interpolation == "nearest":
-        idx = np.floor(pos + 0.5).astype(np.int64)
-        return np.clip(idx, 0, n_in - 1), (idx >= 0) & (idx < n_in)
-    lo = np.floor(pos).astype(np.int64)
-    frac = pos - lo
-    w_lo = np.where((lo >= 0) & (lo < n_in), 1.0 - frac, 0.0)
-    w_hi = np.where((lo + 1 >= 0) & (lo + 1 < n_in), frac, 0.0)
-    return np.clip(lo, 0, n_in - 1), np.clip(lo + 1, 0, n_in - 1), w_lo, w_hi
-
-
-def _pass(
-    values: np.ndarray, axis: int, parts: tuple[np.ndarray, ...], offset: int, dtype: np.dtype
-) -> np.ndarray:
-    """One separable pass along ``axis`` of ``values`` (whose index 0 is ``offset``)."""
-    shape = [1] * values.ndim
-    shape[axis] = -1
-    if len(parts) == 2:
-        idx, inside = parts
-        out = np.take(values, idx - offset, axis=axis)
-        if not inside.all():
-            out *= inside.reshape(shape).astype(out.dtype)
-        return out
-    lo, hi, w_lo, w_hi = parts
-    out = np.take(values, lo - offset, axis=axis).astype(dtype, copy=False)
-    out *= w_lo.astype(dtype).reshape(shape)
-    high = np.take(values, hi - offset, axis=axis).astype(dtype, copy=False)
-    high *= w_hi.astype(dtype).reshape(shape)
-    out += high
-    return out
-
-
 def resample_into(
-    volume: Volume, plan: ResamplePlan, *, out: np.ndarray, slab_depth: int | None = None
+    volume: Volume, plan: OutputPlan, *, out: np.ndarray, slab_depth: int | None = None
 ) -> int:
     """Resample ``volume`` onto ``plan``'s grid, writing slab by slab into ``out``.
 
+    The resample is :mod:`brrrr.core.resample`'s. In one slab it is the whole-volume call; in
+    several, :class:`brrrr.core.resample.SlabResampler` makes each output K slice from just the
+    input slices it reads, so tiled and untiled outputs are equal bit for bit.
+
     Args:
         volume: Input, ``(I, J, K)`` or ``(C, I, J, K)``.
-        plan: Output grid from :func:`plan_resample`.
+        plan: Output grid from :func:`plan_output`.
         out: Preallocated array or ``np.memmap`` of ``plan.shape``.
         slab_depth: Output K slices per slab; ``None`` does it in one slab.
 
@@ -226,46 +178,50 @@ def resample_into(
         The number of slabs.
 
     Raises:
-        GeometryError: ``out`` has the wrong shape, or the input grid is sheared
-            (not axis-aligned with the output) and more than one slab was asked for.
+        GeometryError: ``out`` has the wrong shape, or the output grid is oblique to the input
+            (its axes do not follow the input's) and more than one slab was asked for.
     """
     if tuple(out.shape) != plan.shape:
         raise GeometryError(f"out has shape {out.shape}, the plan needs {plan.shape}")
-    m = _vox2vox(volume, plan)
     n_k = plan.shape[-1]
     depth = n_k if slab_depth is None else max(1, int(slab_depth))
-    if m is None:
+    data = volume.data if volume.data.ndim == 4 else volume.data[None]
+    target = out if out.ndim == 4 else out[None]
+    try:
+        separable = plan_resample(
+            volume.affine,
+            in_shape=volume.shape,
+            target_affine=plan.affine,
+            target_shape=plan.shape[-3:],
+            interpolation=plan.interpolation,
+        )
+    except GeometryError:
         if depth < n_k:
-            raise GeometryError("tiling needs an axis-aligned grid", path=volume.source)
-        out[...] = resample(
-            volume.data,
+            raise GeometryError(
+                "tiling needs an output grid whose axes follow the input's", path=volume.source
+            ) from None
+        target[...] = resample(
+            data,
             volume.affine,
             target_shape=plan.shape[-3:],
             target_affine=plan.affine,
             interpolation=plan.interpolation,
         )
         return 1
-    data = volume.data if volume.data.ndim == 4 else volume.data[None]
-    target = out if out.ndim == 4 else out[None]
-    maps = [
-        _axis_map(m, axis, plan.shape[-3 + axis], data.shape[1 + axis], plan.interpolation)
-        for axis in range(3)
-    ]
+    if depth >= n_k:
+        target[...] = separable.apply(data)
+        return 1
+    slabs = SlabResampler(data, separable)
+    lead = (slice(None),) * (slabs.axis + 1)
     count = 0
     for start in range(0, n_k, depth):
-        stop = min(start + depth, n_k)
-        k_parts = tuple(part[start:stop] for part in maps[2])
-        # Input K slices this slab reads: from the lowest index to the highest neighbour.
-        highest = k_parts[0] if plan.interpolation == "nearest" else k_parts[1]
-        first, last = int(k_parts[0].min()), int(highest.max())
-        slab = _pass(data[..., first : last + 1], 3, k_parts, first, plan.dtype)
-        slab = _pass(slab, 1, maps[0], 0, plan.dtype)
-        target[..., start:stop] = _pass(slab, 2, maps[1], 0, plan.dtype)
+        for o in range(start, min(start + depth, n_k)):
+            slabs.slab(o, out=target[(*lead, slice(o, o + 1))])
         count += 1
     return count
 
 
-def _refusal(volume: Volume, plan: ResamplePlan, budget: int, hint: str) -> MemoryBudgetError:
+def _refusal(volume: Volume, plan: OutputPlan, budget: int, hint: str) -> MemoryBudgetError:
     return MemoryBudgetError(
         f"resampling makes {plan.describe()}, over the memory budget of "
         f"{format_bytes(budget)}; {hint}",
@@ -275,7 +231,7 @@ def _refusal(volume: Volume, plan: ResamplePlan, budget: int, hint: str) -> Memo
 
 def check_budget(
     volume: Volume,
-    plan: ResamplePlan,
+    plan: OutputPlan,
     *,
     memory_budget_bytes: int | None,
     over_budget: OverBudget = "refuse",
@@ -312,7 +268,7 @@ def resample_to_spacing(
         interpolation: ``"linear"`` for images, ``"nearest"`` for labels.
         memory_budget_bytes: Largest output allowed in memory; ``None`` for no limit.
         out: A preallocated or memory-mapped array of the output shape (see
-            :func:`plan_resample`). When given, the output is written into it in
+            :func:`plan_output`). When given, the output is written into it in
             slabs whose working memory fits ``memory_budget_bytes``.
 
     Returns:
@@ -323,7 +279,7 @@ def resample_to_spacing(
             given (the message names the projected shape and size), or not even one
             slab fits.
     """
-    plan = plan_resample(volume, spacing_um, interpolation=interpolation)
+    plan = plan_output(volume, spacing_um, interpolation=interpolation)
     budget = memory_budget_bytes
     if out is None:
         if budget is not None and plan.nbytes > budget:
@@ -334,7 +290,7 @@ def resample_to_spacing(
 
 
 @contextlib.contextmanager
-def nifti_memmap(path: str | os.PathLike[str], plan: ResamplePlan) -> Iterator[np.ndarray]:
+def nifti_memmap(path: str | os.PathLike[str], plan: OutputPlan) -> Iterator[np.ndarray]:
     """A NIfTI-1 file whose voxels are a writable memory map of ``plan.shape``.
 
     Use as ``with nifti_memmap(path, plan) as out: ...``. The file is built under a
@@ -407,7 +363,7 @@ class WriteResult:
 
 def write_resampled(
     volume: Volume,
-    plan: ResamplePlan,
+    plan: OutputPlan,
     path: str | os.PathLike[str],
     *,
     memory_budget_bytes: int | None,

@@ -44,11 +44,11 @@ from brrrr.core.geometry import direction_cosines
 from brrrr.core.io._atomic import atomic_write
 from brrrr.preprocess.errors import PairingError, SidecarError
 from brrrr.preprocess.microscopy.budget import (
+    OutputPlan,
     OverBudget,
-    ResamplePlan,
     WriteResult,
     check_budget,
-    plan_resample,
+    plan_output,
     write_resampled,
 )
 
@@ -378,7 +378,7 @@ def _fraction(nonzero: int, shape: Sequence[int]) -> float:
 
 def _write(
     volume: Volume,
-    plan: ResamplePlan | None,
+    plan: OutputPlan | None,
     path: Path,
     *,
     budget: int | None,
@@ -440,11 +440,11 @@ def _prepare_pair(
             path=pair.label,
         )
     label = raw_label.with_data(raw_label.data, image.affine)
-    plans: tuple[ResamplePlan | None, ResamplePlan | None] = (None, None)
+    plans: tuple[OutputPlan | None, OutputPlan | None] = (None, None)
     if target_spacing_um is not None:
         plans = (
-            plan_resample(image, target_spacing_um, interpolation="linear"),
-            plan_resample(label, target_spacing_um, interpolation="nearest"),
+            plan_output(image, target_spacing_um, interpolation="linear"),
+            plan_output(label, target_spacing_um, interpolation="nearest"),
         )
         # Both checked before writing either, so a refusal never leaves half a pair.
         for volume, plan in zip((image, label), plans, strict=True):

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from brrrr.core import geometry
-from brrrr.core.resample import grid_for_spacing
+from brrrr.core.resample import ResamplePlan, grid_for_spacing, plan_resample
 from brrrr.preprocess.errors import PreparationError
-from brrrr.preprocess.neurovfm._ops import NumpyOps, Ops, TorchOps, resample_permuted
+from brrrr.preprocess.neurovfm._ops import NumpyOps, Ops, TorchOps
 from brrrr.preprocess.neurovfm.settings import (
     BACKGROUND,
     CT_WINDOWS,
@@ -74,10 +74,15 @@ def prepare_array(
         ops = NumpyOps()
     batched = array.ndim == 4
     data = array if batched else array[None]
-    view, vox2vox, fit_offset, grid_shape = plan_grid(
-        tuple(int(n) for n in data.shape[1:]), affine, slice_axis, settings, source
+    view, plan, fit_offset, grid_shape = plan_grid(
+        tuple(int(n) for n in data.shape[1:]),
+        affine,
+        slice_axis,
+        settings,
+        source,
+        fill=BACKGROUND[mode],
     )
-    x = resample_permuted(ops, data, vox2vox, grid_shape, BACKGROUND[mode])
+    x = plan.apply(data)
     x = ops.nan_to_num(x, BACKGROUND[mode]) if ops.is_float(data) else x
     channels = 1 if mode == "mri" else len(CT_WINDOWS)
     if grid_shape == view.shape:
@@ -127,11 +132,14 @@ def plan_grid(
     slice_axis: int | Plane | None,
     settings: PrepareSettings,
     source: str | os.PathLike[str] | None,
-) -> tuple[View, np.ndarray, tuple[int, int, int], tuple[int, int, int]]:
-    """The output grid and the map from its ``(d, h, w)`` indices to input voxel indices.
+    *,
+    fill: float,
+) -> tuple[View, ResamplePlan, tuple[int, int, int], tuple[int, int, int]]:
+    """The output grid, and the resample from the input onto its computed (cropped, unpadded)
+    block: trilinear, each voxel filling its extent (``boundary="extent"``), float32.
 
     Returns:
-        ``(view, vox2vox (4, 4), pad_offset (D, H, W), computed_shape (D, H, W))``.
+        ``(view, plan, pad_offset (D, H, W), computed_shape (D, H, W))``.
     """
     affine = geometry.check_affine(affine, path=source)
     plan = geometry.reorientation(affine, "RPI", shape=shape)
@@ -183,7 +191,16 @@ def plan_grid(
         to_grid[rpi_axis, out_axis] = 1.0
         to_grid[rpi_axis, 3] = start[out_axis]
     computed_affine = grid_affine @ to_grid
-    vox2vox = np.linalg.inv(affine) @ computed_affine
+    resample_plan = plan_resample(
+        affine,
+        in_shape=shape,
+        target_affine=computed_affine,
+        target_shape=computed,
+        interpolation="linear",
+        boundary="extent",
+        fill=fill,
+        dtype=np.float32,
+    )
     shift = np.eye(4)
     shift[:3, 3] = -np.asarray(pad, dtype=np.float64)
     view = View(
@@ -193,7 +210,7 @@ def plan_grid(
         affine=computed_affine @ shift,
         shape=(out_shape[0], out_shape[1], out_shape[2]),
     )
-    return view, vox2vox, (pad[0], pad[1], pad[2]), (computed[0], computed[1], computed[2])
+    return view, resample_plan, (pad[0], pad[1], pad[2]), (computed[0], computed[1], computed[2])
 
 
 def _floor32(values: np.ndarray) -> np.ndarray:

@@ -4,32 +4,24 @@ A NIfTI file's voxels inflate in storage order, so the input's slices ``data[:, 
 one after the other. :func:`~brrrr.preprocess.neurovfm.prepare.load_and_prepare` opens the file with
 :func:`brrrr.core.io.nifti.stream_nifti`, whose background thread inflates it, and
 :func:`prepare_stream` prepares each output slab as soon as the input slices it reads are in.
-:class:`SlabResampler` computes :func:`~brrrr.preprocess.neurovfm._ops.resample_permuted`'s
-output one slab at a time — the slab along the output axis that the input's last axis
-becomes — from just the input slices that slab needs, with the same operations in the same
-order, so the values are bit for bit those of the whole-volume call. :class:`SortedRuns` keeps
+:class:`brrrr.core.resample.SlabResampler` computes the resample's output one slab at a time —
+the slab along the output axis that the input's last axis becomes — from just the input slices
+that slab needs, with the same operations in the same order, so the values are bit for bit
+those of the whole-volume call. :class:`SortedRuns` keeps
 sorted copies of the slabs so that exact percentiles of the whole output cost almost nothing
 once the last slab is in (:func:`merged_order_statistics`).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from brrrr.core.io.nifti import NiftiStream
-from brrrr.preprocess.neurovfm._ops import (
-    AxisOp,
-    NumpyOps,
-    apply_pass,
-    apply_views,
-    blend_slices,
-    percentile_ranks,
-    plan_resample,
-)
+from brrrr.core.resample import SlabResampler
+from brrrr.preprocess.neurovfm._ops import NumpyOps, percentile_ranks
 from brrrr.preprocess.neurovfm._steps import plan_grid, scale_mri, window_ct
 from brrrr.preprocess.neurovfm.settings import (
     BACKGROUND,
@@ -41,7 +33,6 @@ from brrrr.preprocess.neurovfm.settings import (
 )
 
 __all__ = [
-    "SlabResampler",
     "SortedRuns",
     "merged_order_statistics",
     "prepare_stream",
@@ -67,10 +58,10 @@ def prepare_stream(
     ops = NumpyOps()
     data, source = stream.data, stream.source
     fill = BACKGROUND[mode]
-    view, vox2vox, fit_offset, grid_shape = plan_grid(
-        tuple(int(n) for n in data.shape), stream.affine, slice_axis, settings, source
+    view, plan, fit_offset, grid_shape = plan_grid(
+        tuple(int(n) for n in data.shape), stream.affine, slice_axis, settings, source, fill=fill
     )
-    slabs = SlabResampler(data[None], vox2vox, grid_shape, fill)
+    slabs = SlabResampler(data[None], plan)
     channels = 1 if mode == "mri" else len(CT_WINDOWS)
     if grid_shape == view.shape:
         img = np.empty((1, channels, *grid_shape), dtype=np.float32)
@@ -108,112 +99,6 @@ def prepare_stream(
         scale_mri(ops, x, stats[None], x, mask_inside)
     stream.wait()  # the end of the stream: its checksum is verified
     return img[0], mask[0], view
-
-
-class SlabResampler:
-    """:func:`~brrrr.preprocess.neurovfm._ops.resample_permuted` (numpy), one slab at a time.
-
-    Args:
-        data: ``(1, I, J, K)`` input; slices along ``K`` need only be filled before the slabs
-            that read them are asked for (:attr:`needs`).
-        vox2vox: As :func:`resample_permuted`.
-        shape: Output ``(D, H, W)``.
-        fill: As :func:`resample_permuted`.
-
-    Attributes:
-        axis: The output axis (0, 1, 2 for D, H, W) the input's ``K`` axis becomes; slab ``o``
-            is the output at index ``o`` along it.
-        needs: ``needs[o]`` is the last input ``K`` index slab ``o`` reads.
-        order: The slabs by increasing ``needs`` (the order they can be made in).
-    """
-
-    def __init__(
-        self, data: np.ndarray, vox2vox: np.ndarray, shape: tuple[int, int, int], fill: float
-    ) -> None:
-        ops = NumpyOps()
-        plan = plan_resample(ops, vox2vox, data.shape[1:], shape)
-        self._ops, self._fill = ops, fill
-        self.axis = plan.src.index(2)
-        src = plan.src
-        x = np.transpose(data, (0, src[0] + 1, src[1] + 1, src[2] + 1))
-        self._x = apply_views(ops, x, plan, [a for a in plan.views if a != self.axis])
-        p = plan.ops[self.axis]
-        if self.axis in plan.views:
-            # Taking input slice start + step · o is that view's slab o; every pass is in-plane.
-            self._before = [(a, plan.ops[a]) for a in plan.passes]
-            self._after: list[tuple[int, AxisOp]] = []
-            p = AxisOp("take", p.n_in, p.n_out, lo=p.start + p.step * np.arange(p.n_out))
-        else:
-            at = plan.passes.index(self.axis)
-            self._before = [(a, plan.ops[a]) for a in plan.passes[:at]]
-            self._after = [(a, plan.ops[a]) for a in plan.passes[at + 1 :]]
-            if p.kind == "slice":  # as apply_pass: a reversed slice is a take
-                p = AxisOp("take", p.n_in, p.n_out, lo=p.start + p.step * np.arange(p.n_out))
-        self._op = p
-        assert p.lo is not None
-        reads: list[tuple[int, ...]] = [
-            (int(p.lo[o]),) if p.hi is None else (int(p.lo[o]), int(p.hi[o]))
-            for o in range(p.n_out)
-        ]
-        self._reads = reads
-        self.needs = np.asarray([max(r) for r in reads], dtype=np.int64)
-        self.order = [int(o) for o in np.argsort(self.needs, kind="stable")]
-        self._uses = Counter(k for r in reads for k in set(r))
-        self._planes: dict[int, np.ndarray] = {}
-
-    def _plane(self, k: int) -> np.ndarray:
-        """Input slice ``k`` (the output axis kept, length 1) after the in-plane passes that
-        run before the pass along :attr:`axis`."""
-        if k not in self._planes:
-            index: list[slice] = [slice(None)] * 4
-            index[self.axis + 1] = slice(k, k + 1)
-            y = self._x[tuple(index)]
-            for a, p in self._before:
-                y, _ = apply_pass(self._ops, y, p, a, self._fill)
-            self._planes[k] = y
-        return self._planes[k]
-
-    def _release(self, o: int) -> None:
-        for k in set(self._reads[o]):
-            self._uses[k] -= 1
-            if not self._uses[k]:
-                self._planes.pop(k, None)
-
-    def slab(self, o: int, *, out: np.ndarray) -> None:
-        """Write output slab ``o`` into ``out``: float32 ``(1, D, H, W)`` with length 1 along
-        :attr:`axis`; the values are the whole-volume result's slab ``o``."""
-        p, reads = self._op, self._reads[o]
-        if p.kind == "take":
-            y = self._plane(reads[0])
-        elif self.axis == 0:  # as the whole-volume pass along the first axis, slice o
-            low, high = self._plane(reads[0]), self._plane(reads[1])
-            if not self._after:
-                blend_slices(low[:, 0], high[:, 0], p, o, self._fill, out=out[:, 0])
-                self._release(o)
-                return
-            y = np.empty((1, 1, *low.shape[2:]), dtype=np.float32)
-            blend_slices(low[:, 0], high[:, 0], p, o, self._fill, out=y[:, 0])
-        else:  # the generic pass, on the one or two input slices it reads
-            assert p.w_lo is not None
-            assert p.w_hi is not None
-            distinct = sorted(set(reads))
-            planes = [self._plane(k) for k in distinct]
-            stack = planes[0] if len(planes) == 1 else np.concatenate(planes, axis=self.axis + 1)
-            local = AxisOp(
-                "linear",
-                len(distinct),
-                1,
-                lo=np.asarray([distinct.index(reads[0])]),
-                hi=np.asarray([distinct.index(reads[1])]),
-                w_lo=p.w_lo[o : o + 1],
-                w_hi=p.w_hi[o : o + 1],
-                w_fill=None if p.w_fill is None else p.w_fill[o : o + 1],
-            )
-            y, _ = apply_pass(self._ops, stack, local, self.axis, self._fill)
-        for a, q in self._after:
-            y, _ = apply_pass(self._ops, y, q, a, self._fill)
-        self._release(o)
-        out[...] = y
 
 
 class SortedRuns:
