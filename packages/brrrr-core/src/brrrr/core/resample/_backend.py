@@ -8,7 +8,24 @@ import numpy as np
 
 from brrrr.core.errors import MissingDependencyError
 
-__all__ = ["Backend", "NumpyBackend", "TorchBackend", "backend_for", "torch_module"]
+__all__ = [
+    "Backend",
+    "NumpyBackend",
+    "TorchBackend",
+    "backend_for",
+    "regular_steps",
+    "torch_module",
+]
+
+
+def regular_steps(index: np.ndarray) -> tuple[int, int] | None:
+    """``(start, step)`` when ``index`` is ``start + step · arange`` with ``step ≠ 0``."""
+    if index.size == 0:
+        return None
+    step = int(index[1] - index[0]) if index.size > 1 else 1
+    if step == 0 or not np.array_equal(index, index[0] + step * np.arange(index.size)):
+        return None
+    return int(index[0]), step
 
 
 def torch_module() -> Any:
@@ -40,9 +57,7 @@ class Backend:
 
     def gather(self, x: Any, index: np.ndarray, axis: int) -> tuple[Any, bool]:
         """``x`` at ``index`` along ``axis``, and whether that is a view of ``x``."""
-        from brrrr.core.resample._plan import _regular
-
-        regular = _regular(index)
+        regular = regular_steps(index)
         if regular is not None and self.can_view(regular[1]):
             start, step = regular
             stop = start + step * index.size

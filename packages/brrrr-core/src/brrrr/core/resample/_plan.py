@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from brrrr.core.errors import GeometryError
+from brrrr.core.resample._backend import regular_steps
 
 __all__ = ["AxisOp", "Boundary", "ResamplePlan", "is_separable", "plan_resample", "snap"]
 
@@ -95,21 +96,11 @@ class AxisOp:
         )
 
 
-def _regular(index: np.ndarray) -> tuple[int, int] | None:
-    """``(start, step)`` when ``index`` is ``start + step · arange`` with ``step ≠ 0``."""
-    if index.size == 0:
-        return None
-    step = int(index[1] - index[0]) if index.size > 1 else 1
-    if step == 0 or not np.array_equal(index, index[0] + step * np.arange(index.size)):
-        return None
-    return int(index[0]), step
-
-
 def _copy_op(index: np.ndarray, n_in: int, n_out: int, scale: float) -> AxisOp:
     """Whole-voxel samples, all inside: a strided view when regular, else a gather."""
     if index.size == 1:
         return AxisOp("slice", n_in, n_out, start=int(index[0]), step=1 if scale >= 0 else -1)
-    regular = _regular(index)
+    regular = regular_steps(index)
     if regular is not None:
         return AxisOp("slice", n_in, n_out, start=regular[0], step=regular[1])
     return AxisOp("take", n_in, n_out, lo=index)

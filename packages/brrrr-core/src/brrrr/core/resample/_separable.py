@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from brrrr.core.errors import GeometryError
 from brrrr.core.resample._backend import Backend, NumpyBackend, backend_for, torch_module
-from brrrr.core.resample._plan import AxisOp, ResamplePlan
+
+if TYPE_CHECKING:
+    from brrrr.core.resample._plan import AxisOp, ResamplePlan
 
 __all__ = ["apply_pass", "apply_views", "blend_slices", "run", "split_order"]
 
