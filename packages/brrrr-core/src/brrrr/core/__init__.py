@@ -13,17 +13,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from brrrr.core.io import load_volume, save_volume
+    from brrrr.core.io import VolumeHeader, load_volume, read_header, save_volume
     from brrrr.core.volume import Volume
 
-__all__ = ["Volume", "load_volume", "save_volume"]
+__all__ = ["Volume", "VolumeHeader", "load_volume", "read_header", "save_volume"]
 __version__ = "0.1.0"
 
 # Imported on first use (PEP 562): the `brrrr` command imports `brrrr.core.cli` on
 # every start, and should not pay for nibabel and pydicom unless a command reads data.
 _LAZY = {
     "Volume": "brrrr.core.volume",
+    "VolumeHeader": "brrrr.core.io",
     "load_volume": "brrrr.core.io",
+    "read_header": "brrrr.core.io",
     "save_volume": "brrrr.core.io",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,29 @@ def is_mgh_header(head: bytes) -> bool:
     return int(version) == 1 and int(type_code) in (0, 1, 3, 4)
 
 
-def read_mgh(
-    src: RawSource, *, max_voxels: int | None = None, dtype: np.dtype | str | None = None
-) -> Volume:
-    """Read an MGH (``.mgh``) or gzip-compressed MGZ (``.mgz``) volume.
+@dataclass(frozen=True)
+class _Layout:
+    """What an MGH header says about its voxels, checked before anything is allocated.
 
-    Frames (the 4th axis) become channels. Raises like :func:`read_nifti`.
+    Attributes:
+        header: The parsed header.
+        shape: ``(I, J, K)``, or ``(I, J, K, T)`` for more than one frame.
+        disk_dtype: The stored voxel dtype (big-endian).
+        affine: (4, 4) voxel→world (RAS+ mm).
+    """
+
+    header: MGHHeader
+    shape: tuple[int, ...]
+    disk_dtype: np.dtype
+    affine: np.ndarray
+
+
+def _layout(src: RawSource) -> _Layout:
+    """Parse and check an MGH header: only its first 284 bytes of content are read.
+
+    Raises:
+        VolumeReadError: A truncated or unparsable header, a zero-length axis, or an
+            invalid (singular, non-finite) affine.
     """
     head = src.head(_HEADER_BYTES)
     if len(head) < _HEADER_BYTES:
@@ -51,11 +69,28 @@ def read_mgh(
         shape = shape[:3]  # MGH always stores a frame count; one frame is a 3D volume
     if min(shape) <= 0:
         raise VolumeReadError(f"zero-length or negative dimension in shape {shape}", path=src.name)
-    n_voxels = check_voxel_count(shape, max_voxels, path=src.name)
     try:
         affine = check_affine(header.get_affine())
     except GeometryError as exc:
         raise VolumeReadError(f"invalid MGH geometry: {exc.message}", path=src.name) from None
+    return _Layout(header=header, shape=shape, disk_dtype=disk_dtype, affine=affine)
+
+
+def read_mgh(
+    src: RawSource, *, max_voxels: int | None = None, dtype: np.dtype | str | None = None
+) -> Volume:
+    """Read an MGH (``.mgh``) or gzip-compressed MGZ (``.mgz``) volume.
+
+    Frames (the 4th axis) become channels. Raises like :func:`read_nifti`.
+    """
+    layout = _layout(src)
+    header, shape, disk_dtype, affine = (
+        layout.header,
+        layout.shape,
+        layout.disk_dtype,
+        layout.affine,
+    )
+    n_voxels = check_voxel_count(shape, max_voxels, path=src.name)
     content = src.read(_HEADER_BYTES + n_voxels * disk_dtype.itemsize)
     flat = np.frombuffer(content, dtype=disk_dtype, count=n_voxels, offset=_HEADER_BYTES)
     out_dtype = result_dtype(

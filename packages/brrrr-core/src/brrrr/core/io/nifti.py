@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
@@ -161,6 +161,11 @@ class _Layout:
     affine_source: str
 
     @property
+    def format(self) -> Literal["nifti1", "nifti2"]:
+        """``"nifti1"`` or ``"nifti2"``."""
+        return "nifti2" if int(self.header["sizeof_hdr"]) == 540 else "nifti1"
+
+    @property
     def scaled(self) -> bool:
         return self.slope != 1.0 or self.inter != 0.0
 
@@ -219,7 +224,7 @@ def _layout(src: RawSource, *, max_voxels: int | None, dtype: np.dtype | str | N
 def _metadata(layout: _Layout, src: RawSource) -> dict[str, Any]:
     header, shape = layout.header, layout.shape
     metadata: dict[str, Any] = {
-        "format": "nifti2" if int(header["sizeof_hdr"]) == 540 else "nifti1",
+        "format": layout.format,
         "compressed": src.is_gzip,
         "dtype_on_disk": str(layout.disk_dtype.newbyteorder("=")),
         "shape_on_disk": list(shape),
