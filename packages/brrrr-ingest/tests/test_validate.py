@@ -82,7 +82,9 @@ def test_zero_byte_and_unreadable_files_are_listed(private_copy: Path, no_valida
     write_broken_nifti(private_copy / bad, "empty")
     report = validate(private_copy, progress=False)
     assert report.zero_byte == [events, bad]
-    assert report.unreadable == [{"path": bad, "reason": "the file is empty (0 bytes)"}]
+    assert report.unreadable == [
+        {"path": bad, "reason": "cannot read the image header: file is empty (0 bytes)"}
+    ]
     assert not report.ok
     assert report.counts["images"] == 28
 

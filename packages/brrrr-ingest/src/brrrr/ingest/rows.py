@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from brrrr.core.io.header import VolumeHeader
 from brrrr.ingest.errors import BidsError
 from brrrr.ingest.features import NIFTI, list_of, value
-from brrrr.ingest.header import HeaderFacts, read_header
+from brrrr.ingest.header import read_header
 from brrrr.ingest.index import NA_VALUES, BidsIndex, BidsItem
 
 if TYPE_CHECKING:
@@ -197,8 +198,8 @@ def _read_events(path: str) -> str:
     return json.dumps(rows)
 
 
-def _read_gradients(item: BidsItem, facts: HeaderFacts) -> tuple[list[float], list[list[float]]]:
-    volumes = facts.shape[3] if len(facts.shape) > 3 else 1
+def _read_gradients(item: BidsItem, header: VolumeHeader) -> tuple[list[float], list[list[float]]]:
+    volumes = header.shape[3] if len(header.shape) > 3 else 1
     if item.bval_path is None or item.bvec_path is None:
         raise BidsError("DWI image without an applicable .bval and .bvec", path=item.path)
     try:
@@ -224,21 +225,21 @@ def _read_gradients(item: BidsItem, facts: HeaderFacts) -> tuple[list[float], li
 
 
 def _file_facts(item: BidsItem, *, check: Check) -> dict[str, Any]:
-    facts = read_header(item.path, check=check)
+    header = read_header(item.path, check=check)
     bval, bvec = (
-        _read_gradients(item, facts) if item.entities.get("suffix") == "dwi" else (None, None)
+        _read_gradients(item, header) if item.entities.get("suffix") == "dwi" else (None, None)
     )
     return {
         "sidecar": json.dumps(item.sidecar, sort_keys=True),
         "events": None if item.events_path is None else _read_events(item.events_path),
         "bval": bval,
         "bvec": bvec,
-        "shape": list(facts.shape),
-        "spacing": list(facts.spacing),
-        "affine": list(facts.affine),
-        "axcodes": facts.axcodes,
-        "dtype": facts.dtype,
-        "file_bytes": facts.file_bytes,
+        "shape": list(header.shape),
+        "spacing": list(header.spacing),
+        "affine": [float(v) for v in header.affine.ravel()],
+        "axcodes": header.axcodes,
+        "dtype": header.dtype,
+        "file_bytes": header.file_bytes,
     }
 
 
