@@ -49,7 +49,7 @@ import numpy as np
 from tqdm import tqdm
 
 from brrrr.core import Volume, load_volume
-from brrrr.core.io._atomic import atomic_write
+from brrrr.core.files import atomic_write
 from brrrr.preprocess.errors import DriftError
 from brrrr.preprocess.microscopy.dataset import discover_nifti_pairs, scale_sidecar_spacing
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from brrrr.core.io._atomic import atomic_write
+from brrrr.core.files import atomic_write
 from brrrr.preprocess.errors import PointCloudError
 from brrrr.preprocess.kernels import PeakTable
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from brrrr.core.io._atomic import atomic_write
+from brrrr.core.files import atomic_write
 from brrrr.preprocess.errors import MapCacheError
 from brrrr.preprocess.kernels._apply import Layout, MapDType, iter_maps
 from brrrr.preprocess.kernels._peaks import PeakTable

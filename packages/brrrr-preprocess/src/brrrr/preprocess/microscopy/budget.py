@@ -39,6 +39,7 @@ import numpy as np
 
 from brrrr.core import Volume, save_volume
 from brrrr.core.errors import GeometryError
+from brrrr.core.files import atomic_open
 from brrrr.core.resample import SlabResampler, grid_for_spacing, plan_resample, resample
 from brrrr.preprocess.errors import MemoryBudgetError
 
@@ -331,19 +332,12 @@ def nifti_memmap(path: str | os.PathLike[str], plan: OutputPlan) -> Iterator[np.
 
 
 def _gzip_into_place(raw: Path, path: Path) -> None:
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as sink, open(raw, "rb") as source:
-            with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=1, mtime=0) as stream:
-                shutil.copyfileobj(source, stream, length=1 << 22)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.chmod(name, 0o644)
-        os.replace(name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
-        raise
+    with (
+        atomic_open(path) as sink,
+        open(raw, "rb") as source,
+        gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=1, mtime=0) as stream,
+    ):
+        shutil.copyfileobj(source, stream, length=1 << 22)
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,8 @@ import numpy as np
 from tqdm import tqdm
 
 from brrrr.core import Volume, load_volume, save_volume
+from brrrr.core.files import atomic_write
 from brrrr.core.geometry import direction_cosines
-from brrrr.core.io._atomic import atomic_write
 from brrrr.preprocess.errors import PairingError, SidecarError
 from brrrr.preprocess.microscopy.budget import (
     OutputPlan,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from brrrr.core.io._atomic import atomic_write
+from brrrr.core.files import atomic_write, sha256_file
 from brrrr.preprocess.errors import CacheError
 from brrrr.preprocess.neurovfm.prepare import load_and_prepare
 from brrrr.preprocess.neurovfm.settings import (
@@ -37,7 +37,6 @@ __all__ = [
     "init_worker",
     "npy_header",
     "settings_for_mode",
-    "sha256_file",
     "source_stamp",
     "view_from_json",
     "view_json",
@@ -52,7 +51,6 @@ _OTHER_MODE_ONLY: dict[str, frozenset[str]] = {
     "mri": frozenset({"foreground_hu"}),
     "ct": frozenset({"mri_percentiles", "foreground_percentile"}),
 }
-_CHUNK = 1 << 22
 
 
 def settings_for_mode(settings: PrepareSettings, mode: Mode) -> dict[str, Any]:
@@ -63,14 +61,6 @@ def settings_for_mode(settings: PrepareSettings, mode: Mode) -> dict[str, Any]:
     is kept.
     """
     return {k: v for k, v in settings.as_dict().items() if k not in _OTHER_MODE_ONLY[mode]}
-
-
-def sha256_file(path: Path, digest: Any = None) -> Any:
-    digest = hashlib.sha256() if digest is None else digest
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest
 
 
 def _source_files(path: Path) -> list[Path]:
@@ -95,7 +85,7 @@ def hash_source(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     for file in _source_files(path):
         digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        sha256_file(file, digest)
+        sha256_file(file, digest=digest)
     return digest.hexdigest()
 
 

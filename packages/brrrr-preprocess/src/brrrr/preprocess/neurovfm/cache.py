@@ -66,8 +66,8 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
-from brrrr.core.errors import BrrrrError
-from brrrr.core.io._atomic import atomic_write
+from brrrr.core.errors import BrrrrError, FileReadError
+from brrrr.core.files import atomic_write, sha256_file
 from brrrr.preprocess.errors import CacheBuildError, CacheCorruptError, CacheError, CacheMissError
 from brrrr.preprocess.neurovfm._cache_entry import (
     CACHE_FORMAT,
@@ -78,7 +78,6 @@ from brrrr.preprocess.neurovfm._cache_entry import (
     init_worker,
     npy_header,
     settings_for_mode,
-    sha256_file,
     source_stamp,
     view_from_json,
 )
@@ -348,7 +347,7 @@ class CacheManager:
                     return name
                 if verify == "checksum" and sha256_file(path).hexdigest() != expected["sha256"]:
                     return name
-            except OSError:
+            except (OSError, FileReadError):
                 return name
         return None
 

@@ -50,7 +50,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, get_args
 
-from brrrr.core.io._atomic import atomic_write
+from brrrr.core.files import atomic_write
 from brrrr.preprocess.errors import MetadataError
 from brrrr.preprocess.neurovfm.settings import Mode
 
