@@ -18,8 +18,8 @@ from brrrr.ingest.fetch.download import (
     select_files,
 )
 from brrrr.ingest.fetch.errors import ChecksumError, FetchError, UnsafePathError
-from brrrr.ingest.fetch.http import RetryPolicy, parse_retry_after
 from brrrr.ingest.fetch.testing import FakeDataServer, Fault
+from brrrr.ingest.retry import RetryPolicy
 
 BUCKET = "bkt"
 
@@ -95,23 +95,6 @@ def test_safe_relpath_refuses_names_that_escape(name: str, problem: str) -> None
     with pytest.raises(UnsafePathError, match=problem) as info:
         safe_relpath(name, source="http://127.0.0.1/listing")
     assert "http://127.0.0.1/listing" in str(info.value)
-
-
-def test_retry_delay_doubles_is_capped_and_honours_retry_after() -> None:
-    policy = RetryPolicy(backoff_s=1.0, max_delay_s=10.0, jitter=0.0)
-    assert [policy.delay(n) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 8.0, 10.0]
-    assert policy.delay(1, retry_after=7.0) == 7.0
-    assert policy.delay(1, retry_after=99.0) == 10.0
-    jittered = RetryPolicy(backoff_s=1.0, jitter=0.5)
-    assert all(1.0 <= jittered.delay(1) <= 1.5 for _ in range(50))
-
-
-def test_parse_retry_after_reads_seconds_and_dates() -> None:
-    assert parse_retry_after("3") == 3.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
 
 
 def test_select_files_by_include_and_exclude(server: FakeDataServer) -> None:

@@ -11,8 +11,9 @@ import pytest
 
 from brrrr.ingest.fetch.ebrains import fetch_ebrains, list_ebrains
 from brrrr.ingest.fetch.errors import ChecksumError, FetchError, UnsafePathError
-from brrrr.ingest.fetch.http import RetryPolicy, make_client
+from brrrr.ingest.fetch.http import make_client
 from brrrr.ingest.fetch.testing import LISTING, FakeDataServer, Fault
+from brrrr.ingest.retry import RetryPolicy
 
 DATASET = "0f1e2d3c-aaaa-bbbb-cccc-123456789abc"
 FILES = {

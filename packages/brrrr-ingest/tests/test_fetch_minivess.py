@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from brrrr.ingest.fetch.errors import FetchError, UnsafePathError
-from brrrr.ingest.fetch.http import RetryPolicy
 from brrrr.ingest.fetch.minivess import (
     MINIVESS_DATASET_ID,
     complete_volumes,
@@ -20,6 +19,7 @@ from brrrr.ingest.fetch.minivess import (
     safe_extract_zip,
 )
 from brrrr.ingest.fetch.testing import FakeDataServer, Fault
+from brrrr.ingest.retry import RetryPolicy
 
 FAST = RetryPolicy(attempts=4, backoff_s=0.001, max_delay_s=0.01, jitter=0.0)
 IDS = ["mv01", "mv02", "mv03"]

@@ -1,8 +1,11 @@
 """push to a local folder destination (the files the Hub would get), resume after a failed
-upload, retries that honour Retry-After, and the thin Hub layer against a fake API."""
+upload, retries that honour Retry-After (seconds and HTTP-dates), and the thin Hub layer
+against a fake API."""
 
 from __future__ import annotations
 
+import email.utils
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +23,7 @@ from brrrr.ingest.hub import (
     with_retries,
 )
 from brrrr.ingest.manifest import Manifest
+from brrrr.ingest.retry import RetryPolicy
 from brrrr.ingest.verify import verify
 
 OPTIONS = {"shard_bytes": "40KB", "row_group_bytes": "10KB", "progress": False}
@@ -103,26 +107,48 @@ def _failing(errors: list[Exception]) -> Any:
     return call
 
 
+def _recording(sleeps: list[float], *, attempts: int = 6) -> RetryPolicy:
+    """HUB_RETRY's waits from a 1 s backoff, recorded instead of slept."""
+    return RetryPolicy(
+        attempts=attempts, backoff_s=1.0, max_delay_s=900.0, jitter=0.1, sleep=sleeps.append
+    )
+
+
 def test_retries_honour_retry_after_then_back_off() -> None:
     sleeps: list[float] = []
     call = _failing([_HTTPError(429, {"Retry-After": "7"}), _HTTPError(503), _HTTPError(503)])
-    assert with_retries(call, what="upload", base_delay_s=1.0, sleep=sleeps.append) == "done"
+    assert with_retries(call, what="upload", retry=_recording(sleeps)) == "done"
     # Retry-After, then 1 s × 2**attempt, each with up to 10 % jitter.
     for slept, base in zip(sleeps, [7.0, 2.0, 4.0], strict=True):
         assert base <= slept <= 1.1 * base
 
 
-def test_client_errors_are_not_retried() -> None:
+def test_an_http_date_retry_after_is_honoured() -> None:
     sleeps: list[float] = []
-    with pytest.raises(HubUploadError, match=r"upload failed \(not retryable\): HTTP 401"):
-        with_retries(_failing([_HTTPError(401)]), what="upload", sleep=sleeps.append)
+    later = email.utils.formatdate(time.time() + 120, usegmt=True)
+    past = email.utils.formatdate(time.time() - 3600, usegmt=True)
+    call = _failing(
+        [_HTTPError(503, {"Retry-After": later}), _HTTPError(429, {"Retry-After": past})]
+    )
+    assert with_retries(call, what="upload", retry=_recording(sleeps)) == "done"
+    assert 115.0 <= sleeps[0] <= 120.0  # the date, read from the exception's response
+    assert 2.0 <= sleeps[1] <= 2.2  # a date in the past: backoff alone
+
+
+def test_client_errors_and_unlisted_server_errors_are_not_retried() -> None:
+    sleeps: list[float] = []
+    for status in (401, 404, 501):
+        with pytest.raises(
+            HubUploadError, match=rf"upload failed \(not retryable\): HTTP {status}"
+        ):
+            with_retries(_failing([_HTTPError(status)]), what="upload", retry=_recording(sleeps))
     assert sleeps == []
 
 
 def test_retries_give_up_after_the_last_attempt() -> None:
     errors: list[Exception] = [ConnectionError("reset")] * 3
     with pytest.raises(HubUploadError, match="failed after 3 tries: reset"):
-        with_retries(_failing(errors), what="upload", attempts=3, sleep=lambda s: None)
+        with_retries(_failing(errors), what="upload", retry=_recording([], attempts=3))
 
 
 class _FakeApi:
@@ -141,12 +167,14 @@ class _FakeApi:
 
 def test_hub_destination_creates_the_repo_once_and_retries(tmp_path: Path) -> None:
     api = _FakeApi()
-    dest = HubDestination("me/ds", private=True, api=api)
+    sleeps: list[float] = []
+    dest = HubDestination("me/ds", private=True, api=api, retry=_recording(sleeps))
     assert dest.id == "hf://datasets/me/ds"
     dest.upload(tmp_path, ["data/a.parquet"], message="Add a")
     dest.upload(tmp_path, ["README.md"], message="Add card")
     kinds = [name for name, _ in api.calls]
     assert kinds == ["create_repo", "upload_folder", "upload_folder", "upload_folder"]
+    assert len(sleeps) == 1  # the 429 was retried, with the destination's policy
     assert api.calls[0][1] == {
         "repo_id": "me/ds",
         "repo_type": "dataset",

@@ -11,7 +11,8 @@ destination holding a complete manifest holds everything it lists.
 The Hub-specific part is :class:`HubDestination`, a thin layer over
 ``huggingface_hub`` (``upload_large_folder`` where the installed version has it,
 otherwise ``upload_folder``, which in huggingface_hub ≥ 1.0 is itself the
-resumable multi-commit upload), with retries that honour ``Retry-After``.
+resumable multi-commit upload), with the retry rules of :mod:`brrrr.ingest.retry`
+under :data:`HUB_RETRY`.
 :class:`LocalFolderDestination` receives the same files: ``file:///path``.
 
 Example:
@@ -23,10 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +33,11 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from brrrr.ingest.errors import HubUploadError
 from brrrr.ingest.manifest import MANIFEST_NAME, Manifest, ShardRecord
+from brrrr.ingest.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 from brrrr.ingest.shards import ConversionResult, parse_size, to_hf
 
 __all__ = [
+    "HUB_RETRY",
     "Destination",
     "HubDestination",
     "LocalFolderDestination",
@@ -48,6 +49,11 @@ __all__ = [
 
 T = TypeVar("T")
 DEFAULT_COMMIT_BYTES = 4 * 10**9
+
+#: Retries of Hub calls: 2 s doubling, waits of up to 15 minutes. Longer than the
+#: fetchers' (a minute): the Hub rate-limits commits per hour, and a shard group that
+#: waits out a Retry-After of minutes beats a push that fails after an hour of work.
+HUB_RETRY = RetryPolicy(attempts=6, backoff_s=2.0, max_delay_s=900.0, jitter=0.1)
 
 
 class Destination(Protocol):
@@ -96,55 +102,43 @@ def _status(exc: BaseException) -> tuple[int | None, float | None]:
     """HTTP status and Retry-After seconds of an exception raised by huggingface_hub/httpx."""
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
-    retry_after = None
     headers = getattr(response, "headers", None)
-    if headers is not None and headers.get("Retry-After"):
-        with contextlib.suppress(ValueError):
-            retry_after = float(headers["Retry-After"])
+    retry_after = None if headers is None else parse_retry_after(headers.get("Retry-After"))
     return (int(status) if status is not None else None), retry_after
 
 
-def with_retries(
-    call: Callable[[], T],
-    *,
-    what: str,
-    attempts: int = 6,
-    base_delay_s: float = 2.0,
-    max_delay_s: float = 900.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> T:
-    """Run ``call``, retrying rate limits (429), server errors (5xx) and dropped connections.
+def with_retries(call: Callable[[], T], *, what: str, retry: RetryPolicy = HUB_RETRY) -> T:
+    """Run ``call``, retrying what :mod:`brrrr.ingest.retry` retries.
 
-    Waits ``Retry-After`` when the server sends it, else exponential backoff with jitter.
-    Client errors other than 408/429 (bad token, missing repo…) are not retried.
+    Retried: an HTTP status in :data:`~brrrr.ingest.retry.RETRY_STATUSES` (rate limits,
+    timeouts, 500/502/503/504) and errors without one (dropped connections), waiting
+    ``retry.delay``: backoff, never shorter than ``Retry-After`` (seconds or an
+    HTTP-date). Not retried: other client and server errors (bad token, missing repo,
+    501…) and a ``ValueError``/``TypeError`` without a status (a bad argument).
 
     Args:
         call: What to run.
         what: Description for the error message.
-        attempts: Tries in all.
-        base_delay_s: First backoff delay.
-        max_delay_s: Longest single wait.
-        sleep: Waits (tests pass a recorder).
+        retry: Attempts and waits; :data:`HUB_RETRY` by default.
 
     Returns:
         What ``call`` returns.
 
     Raises:
-        HubUploadError: Still failing after ``attempts`` tries, or not retryable.
+        HubUploadError: Still failing after ``retry.attempts`` tries, or not retryable.
     """
-    for attempt in range(1, attempts + 1):
+    for attempt in range(1, retry.attempts + 1):
         try:
             return call()
         except Exception as exc:
             status, retry_after = _status(exc)
-            retryable = status is None or status in (408, 429) or status >= 500
+            retryable = status is None or status in RETRY_STATUSES
             if isinstance(exc, ValueError | TypeError) and status is None:
                 retryable = False
-            if not retryable or attempt == attempts:
+            if not retryable or attempt == retry.attempts:
                 tries = f"after {attempt} tries" if attempt > 1 else "(not retryable)"
                 raise HubUploadError(f"{what} failed {tries}: {exc}") from exc
-            delay = retry_after if retry_after is not None else base_delay_s * 2 ** (attempt - 1)
-            sleep(min(max_delay_s, delay * (1.0 + 0.1 * random.random())))
+            retry.sleep(retry.delay(attempt, retry_after))
     raise AssertionError("unreachable")
 
 
@@ -158,7 +152,7 @@ class HubDestination:
         revision: Branch to commit to.
         token: Token, or ``None`` for the locally saved one.
         api: A ``huggingface_hub.HfApi`` (made on first use).
-        attempts: Tries per upload call.
+        retry: Attempts and waits of each Hub call (:data:`HUB_RETRY`).
     """
 
     repo_id: str
@@ -166,7 +160,7 @@ class HubDestination:
     revision: str | None = None
     token: str | None = None
     api: Any = None
-    attempts: int = 6
+    retry: RetryPolicy = HUB_RETRY
     _created: bool = field(default=False, repr=False)
 
     @property
@@ -188,7 +182,7 @@ class HubDestination:
                     self.repo_id, repo_type="dataset", private=self.private, exist_ok=True
                 ),
                 what=f"creating {self.id}",
-                attempts=self.attempts,
+                retry=self.retry,
             )
             self._created = True
         extra: dict[str, Any]
@@ -206,7 +200,7 @@ class HubDestination:
                 **extra,
             ),
             what=f"uploading {len(paths)} files to {self.id}",
-            attempts=self.attempts,
+            retry=self.retry,
         )
 
 

@@ -18,9 +18,12 @@ Example:
 from brrrr.ingest.fetch.download import FetchReport, RemoteFile, download_files, safe_relpath
 from brrrr.ingest.fetch.ebrains import fetch_ebrains, list_ebrains
 from brrrr.ingest.fetch.errors import ChecksumError, FetchError, UnsafePathError
-from brrrr.ingest.fetch.http import RetryPolicy
 from brrrr.ingest.fetch.minivess import fetch_minivess, safe_extract_zip
 from brrrr.ingest.fetch.openneuro import fetch_openneuro, list_openneuro
+
+# RetryPolicy lives in brrrr.ingest.retry (shared with the Hub uploads); it is the
+# fetchers' ``retry=`` argument, so this namespace keeps exporting it.
+from brrrr.ingest.retry import RetryPolicy
 
 __all__ = [
     "ChecksumError",

@@ -48,13 +48,8 @@ import httpx
 from tqdm.auto import tqdm
 
 from brrrr.ingest.fetch.errors import ChecksumError, FetchError, UnsafePathError
-from brrrr.ingest.fetch.http import (
-    RETRY_STATUSES,
-    RetryPolicy,
-    make_client,
-    parse_retry_after,
-    status_problem,
-)
+from brrrr.ingest.fetch.http import make_client, status_problem
+from brrrr.ingest.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 
 __all__ = [
     "MANIFEST_NAME",
@@ -451,7 +446,7 @@ def download_files(
         client: A client to reuse (e.g. with an ``Authorization`` header); one
             from :func:`make_client` otherwise.
         concurrency: Files downloaded at once.
-        retry: Retry rules (:class:`RetryPolicy` defaults otherwise).
+        retry: Retry rules (:class:`~brrrr.ingest.retry.RetryPolicy` defaults otherwise).
         verify_existing: Trust the manifest for files already present
             (``"manifest"``), or re-hash them (``"hash"``).
         on_error: ``"raise"`` a :class:`FetchError` naming every failed file, or

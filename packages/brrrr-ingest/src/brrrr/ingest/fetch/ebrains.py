@@ -46,7 +46,8 @@ from brrrr.ingest.fetch.download import (
     select_files,
 )
 from brrrr.ingest.fetch.errors import FetchError
-from brrrr.ingest.fetch.http import RetryPolicy, make_client, request_with_retries
+from brrrr.ingest.fetch.http import make_client, request_with_retries
+from brrrr.ingest.retry import RetryPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "ebrains_stat", "fetch_ebrains", "list_ebrains"]
 

@@ -1,91 +1,19 @@
-"""The thin HTTP layer of the fetchers: one client, retry rules, ``Retry-After``.
+"""The thin HTTP layer of the fetchers: one client, and GETs with retries.
 
-Retried: transport errors (refused or dropped connections, timeouts) and HTTP
-408, 425, 429, 500, 502, 503 and 504. Each wait is exponential backoff with
-jitter, never shorter than the server's ``Retry-After`` and never longer than
-:attr:`RetryPolicy.max_delay_s`. Any other HTTP error fails at once with the
-URL and the status in the message.
-
-Example:
-    >>> from brrrr.ingest.fetch.http import RetryPolicy
-    >>> RetryPolicy(backoff_s=1.0, jitter=0.0).delay(3)
-    4.0
+The retry rules are those of :mod:`brrrr.ingest.retry` (transport errors and
+:data:`~brrrr.ingest.retry.RETRY_STATUSES`, waits that honour ``Retry-After``), shared
+with the Hub uploads. Any other HTTP error fails at once with the URL and the status in
+the message.
 """
 
 from __future__ import annotations
 
-import email.utils
-import random
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import httpx
 
 from brrrr.ingest.fetch.errors import FetchError
+from brrrr.ingest.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 
-__all__ = [
-    "RETRY_STATUSES",
-    "RetryPolicy",
-    "make_client",
-    "parse_retry_after",
-    "request_with_retries",
-    "status_problem",
-]
-
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to wait between attempts at one request.
-
-    Args:
-        attempts: Attempts per request, the first included.
-        backoff_s: Wait before the second attempt; doubles after each failure.
-        max_delay_s: Cap on any wait, ``Retry-After`` included.
-        jitter: Random extra fraction (0.25: up to 25 % longer) on backoff waits,
-            so parallel clients do not retry in lockstep.
-        sleep: The function that waits; tests inject a fast or recording one.
-    """
-
-    attempts: int = 6
-    backoff_s: float = 1.0
-    max_delay_s: float = 60.0
-    jitter: float = 0.25
-    sleep: Callable[[float], None] = time.sleep
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based).
-
-        Exponential backoff with jitter, never less than ``retry_after`` (the
-        server's ``Retry-After``), and never more than :attr:`max_delay_s`.
-        """
-        backoff = self.backoff_s * 2 ** (attempt - 1) * (1 + random.uniform(0, self.jitter))
-        return min(max(backoff, retry_after or 0.0), self.max_delay_s)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or HTTP-date).
-
-    Returns ``None`` for a missing or unreadable header, never a negative number.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+__all__ = ["make_client", "request_with_retries", "status_problem"]
 
 
 def make_client(

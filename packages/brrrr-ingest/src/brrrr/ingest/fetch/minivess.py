@@ -48,7 +48,8 @@ from brrrr.ingest.fetch.download import (
 )
 from brrrr.ingest.fetch.ebrains import DEFAULT_BASE_URL, list_ebrains
 from brrrr.ingest.fetch.errors import FetchError, UnsafePathError
-from brrrr.ingest.fetch.http import RetryPolicy, make_client
+from brrrr.ingest.fetch.http import make_client
+from brrrr.ingest.retry import RetryPolicy
 
 __all__ = [
     "MINIVESS_DATASET_ID",
