@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from brrrr.core.files import sha256_file, sha256_hex
 from brrrr.ingest.errors import ManifestError
 from brrrr.ingest.manifest import MANIFEST_NAME, FileRecord, Manifest
 
 __all__ = ["VerifyReport", "verify"]
 
+# Bytes per read of a shard: large, as each read of a Hub file may be an HTTP range request.
 _CHUNK = 8 << 20
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -67,13 +69,6 @@ def _filesystem(target: str | os.PathLike[str]) -> tuple[Any, str]:
         text = f"hf://datasets/{text}"
     fs, base = fsspec.core.url_to_fs(text)
     return fs, base.rstrip("/")
-
-
-def _sha256(handle: Any) -> str:
-    digest = hashlib.sha256()
-    while chunk := handle.read(_CHUNK):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _embedded(
@@ -171,7 +166,7 @@ def verify(
         report.shards_checked += 1
         if sample is None or index in wanted_shards:
             with fs.open(path, "rb") as handle:
-                digest = _sha256(handle)
+                digest = sha256_file(handle, chunk_size=_CHUNK).hexdigest()
             report.shards_hashed += 1
             if digest != record.sha256:
                 report.problems.append(
@@ -239,11 +234,9 @@ def _check_files(
                 source_file = root / relpath
                 if not source_file.is_file():
                     report.problems.append(f"{relpath}: missing from the source {root}")
-                else:
-                    with source_file.open("rb") as handle:
-                        if _sha256(handle) != record.sha256:
-                            report.problems.append(
-                                f"{relpath}: the source file differs from the embedded bytes"
-                            )
+                elif sha256_hex(source_file) != record.sha256:
+                    report.problems.append(
+                        f"{relpath}: the source file differs from the embedded bytes"
+                    )
             bar.update(1)
     bar.close()
