@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from brrrr.core.cli import build_app
-from brrrr.ingest.fetch.errors import UnsafePathError
+from brrrr.ingest.errors import UnsafePathError
 from brrrr.ingest.fetch.minivess import MINIVESS_DATASET_ID
 from brrrr.ingest.fetch.testing import FakeDataServer
 

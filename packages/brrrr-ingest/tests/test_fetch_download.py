@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from brrrr.ingest.errors import ChecksumError, FetchError, UnsafePathError
 from brrrr.ingest.fetch.download import (
     MANIFEST_NAME,
     RemoteFile,
@@ -17,7 +18,6 @@ from brrrr.ingest.fetch.download import (
     safe_relpath,
     select_files,
 )
-from brrrr.ingest.fetch.errors import ChecksumError, FetchError, UnsafePathError
 from brrrr.ingest.fetch.testing import FakeDataServer, Fault
 from brrrr.ingest.retry import RetryPolicy
 

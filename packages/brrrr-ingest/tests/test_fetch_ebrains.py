@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from brrrr.ingest.errors import ChecksumError, FetchError, UnsafePathError
 from brrrr.ingest.fetch.ebrains import fetch_ebrains, list_ebrains
-from brrrr.ingest.fetch.errors import ChecksumError, FetchError, UnsafePathError
 from brrrr.ingest.fetch.http import make_client
 from brrrr.ingest.fetch.testing import LISTING, FakeDataServer, Fault
 from brrrr.ingest.retry import RetryPolicy

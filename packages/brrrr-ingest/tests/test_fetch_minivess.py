@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from brrrr.ingest.fetch.errors import FetchError, UnsafePathError
+from brrrr.ingest.errors import FetchError, UnsafePathError
 from brrrr.ingest.fetch.minivess import (
     MINIVESS_DATASET_ID,
     complete_volumes,

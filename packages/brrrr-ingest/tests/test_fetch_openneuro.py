@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from brrrr.ingest.fetch.errors import FetchError, UnsafePathError
+from brrrr.ingest.errors import FetchError, UnsafePathError
 from brrrr.ingest.fetch.http import make_client
 from brrrr.ingest.fetch.openneuro import fetch_openneuro, latest_snapshot, list_openneuro
 from brrrr.ingest.fetch.testing import LISTING, FakeDataServer, Fault

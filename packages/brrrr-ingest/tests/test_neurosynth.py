@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from brrrr.core.cli import build_app
 from brrrr.core.errors import MissingDependencyError
+from brrrr.ingest.errors import CoordinateSourceError
 from brrrr.ingest.neurosynth import (
     COLUMNS,
     SHIPPED_STUDYSET,
-    CoordinateSourceError,
     coordinates_table,
     load_studyset,
     outside_mask,

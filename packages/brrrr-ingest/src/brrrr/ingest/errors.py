@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from brrrr.core.errors import BrrrrError
 
-__all__ = ["BidsError", "HubUploadError", "ManifestError", "OutputError"]
+__all__ = [
+    "BidsError",
+    "ChecksumError",
+    "CoordinateSourceError",
+    "FetchError",
+    "HubUploadError",
+    "ManifestError",
+    "OutputError",
+    "UnsafePathError",
+]
 
 
 class BidsError(BrrrrError):
@@ -27,3 +36,21 @@ class ManifestError(BrrrrError):
 
 class HubUploadError(BrrrrError):
     """An upload to the destination still failed after every retry."""
+
+
+# -- fetchers: the ``path`` of each error is the URL or file it is about -----------------
+class FetchError(BrrrrError):
+    """A listing or a download failed (HTTP error, truncated body, retries exhausted…)."""
+
+
+class ChecksumError(FetchError):
+    """Downloaded bytes do not match the size or checksum the listing promised."""
+
+
+class UnsafePathError(FetchError):
+    """A remote name would write outside the output folder (``../``, absolute, drive, ``\\``)."""
+
+
+# -- coordinate databases ----------------------------------------------------------------
+class CoordinateSourceError(BrrrrError):
+    """A coordinate source cannot be found, recognised, downloaded or read."""

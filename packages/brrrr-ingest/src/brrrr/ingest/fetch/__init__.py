@@ -15,9 +15,9 @@ Example:
     >>> fetch_openneuro("ds004884", "ds004884", include=["sub-*/ses-*/anat/*"])  # doctest: +SKIP
 """
 
+from brrrr.ingest.errors import ChecksumError, FetchError, UnsafePathError
 from brrrr.ingest.fetch.download import FetchReport, RemoteFile, download_files, safe_relpath
 from brrrr.ingest.fetch.ebrains import fetch_ebrains, list_ebrains
-from brrrr.ingest.fetch.errors import ChecksumError, FetchError, UnsafePathError
 from brrrr.ingest.fetch.minivess import fetch_minivess, safe_extract_zip
 from brrrr.ingest.fetch.openneuro import fetch_openneuro, list_openneuro
 

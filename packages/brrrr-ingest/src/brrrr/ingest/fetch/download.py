@@ -47,7 +47,7 @@ from typing import Any, Literal
 import httpx
 from tqdm.auto import tqdm
 
-from brrrr.ingest.fetch.errors import ChecksumError, FetchError, UnsafePathError
+from brrrr.ingest.errors import ChecksumError, FetchError, UnsafePathError
 from brrrr.ingest.fetch.http import make_client, status_problem
 from brrrr.ingest.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 

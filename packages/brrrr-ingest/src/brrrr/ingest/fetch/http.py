@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import httpx
 
-from brrrr.ingest.fetch.errors import FetchError
+from brrrr.ingest.errors import FetchError
 from brrrr.ingest.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 
 __all__ = ["make_client", "request_with_retries", "status_problem"]

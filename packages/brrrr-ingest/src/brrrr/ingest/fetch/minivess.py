@@ -38,6 +38,7 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
+from brrrr.ingest.errors import FetchError, UnsafePathError
 from brrrr.ingest.fetch.download import (
     PART_SUFFIX,
     FetchManifest,
@@ -47,7 +48,6 @@ from brrrr.ingest.fetch.download import (
     safe_relpath,
 )
 from brrrr.ingest.fetch.ebrains import DEFAULT_BASE_URL, list_ebrains
-from brrrr.ingest.fetch.errors import FetchError, UnsafePathError
 from brrrr.ingest.fetch.http import make_client
 from brrrr.ingest.retry import RetryPolicy
 

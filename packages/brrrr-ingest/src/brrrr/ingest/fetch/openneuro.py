@@ -36,6 +36,7 @@ from urllib.parse import quote
 
 import httpx
 
+from brrrr.ingest.errors import FetchError
 from brrrr.ingest.fetch.download import (
     FetchReport,
     RemoteFile,
@@ -43,7 +44,6 @@ from brrrr.ingest.fetch.download import (
     download_files,
     select_files,
 )
-from brrrr.ingest.fetch.errors import FetchError
 from brrrr.ingest.fetch.http import make_client, request_with_retries
 from brrrr.ingest.retry import RetryPolicy
 

@@ -16,8 +16,9 @@ Example:
     9492
 """
 
+from brrrr.ingest.errors import CoordinateSourceError
 from brrrr.ingest.neurosynth.cli import neurosynth_app
-from brrrr.ingest.neurosynth.sources import SHIPPED_STUDYSET, CoordinateSourceError, load_studyset
+from brrrr.ingest.neurosynth.sources import SHIPPED_STUDYSET, load_studyset
 from brrrr.ingest.neurosynth.table import (
     COLUMNS,
     brain_mask_membership,

@@ -16,16 +16,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from brrrr.core.errors import BrrrrError, MissingDependencyError
+from brrrr.core.errors import MissingDependencyError
+from brrrr.ingest.errors import CoordinateSourceError
 
-__all__ = ["SHIPPED_STUDYSET", "CoordinateSourceError", "load_studyset", "require_nimare"]
+__all__ = ["SHIPPED_STUDYSET", "load_studyset", "require_nimare"]
 
 SHIPPED_STUDYSET = "nback_vs_flanker_studyset_2026-07"
 _ONLINE = ("neurostore", "neurosynth", "neuroquery")
-
-
-class CoordinateSourceError(BrrrrError):
-    """A coordinate source cannot be found, recognised, downloaded or read."""
 
 
 def require_nimare() -> Any:
