@@ -9,8 +9,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import lazy_loader
 
 if TYPE_CHECKING:
     from brrrr.core.io import VolumeHeader, load_volume, read_header, save_volume
@@ -19,21 +20,14 @@ if TYPE_CHECKING:
 __all__ = ["Volume", "VolumeHeader", "load_volume", "read_header", "save_volume"]
 __version__ = "0.1.0"
 
-# Imported on first use (PEP 562): the `brrrr` command imports `brrrr.core.cli` on
-# every start, and should not pay for nibabel and pydicom unless a command reads data.
-_LAZY = {
-    "Volume": "brrrr.core.volume",
-    "VolumeHeader": "brrrr.core.io",
-    "load_volume": "brrrr.core.io",
-    "read_header": "brrrr.core.io",
-    "save_volume": "brrrr.core.io",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'brrrr.core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+# Imported on first use (PEP 562, through lazy_loader): the `brrrr` command imports
+# `brrrr.core.cli` on every start, and should not pay for nibabel and pydicom unless a
+# command reads data.
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__,
+    submodules=["errors", "files", "geometry", "io", "resample", "samples", "testing", "volume"],
+    submod_attrs={
+        "volume": ["Volume"],
+        "io": ["VolumeHeader", "load_volume", "read_header", "save_volume"],
+    },
+)

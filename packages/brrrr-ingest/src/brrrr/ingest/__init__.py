@@ -17,8 +17,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import lazy_loader
 
 if TYPE_CHECKING:
     from brrrr.ingest.bids import load_bids
@@ -29,21 +30,15 @@ if TYPE_CHECKING:
 
 __all__ = ["load_bids", "push", "to_hf", "validate", "verify"]
 
-# Imported on first use (PEP 562), so that the `brrrr` command starts without
-# importing pybids, datasets and nibabel for commands that do not need them.
-_LAZY = {
-    "load_bids": "brrrr.ingest.bids",
-    "push": "brrrr.ingest.hub",
-    "to_hf": "brrrr.ingest.shards",
-    "validate": "brrrr.ingest.validate",
-    "verify": "brrrr.ingest.verify",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'brrrr.ingest' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+# Imported on first use (PEP 562, through lazy_loader), so that the `brrrr` command starts
+# without importing pybids, datasets and nibabel for commands that do not need them.
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "bids": ["load_bids"],
+        "hub": ["push"],
+        "shards": ["to_hf"],
+        "validate": ["validate"],
+        "verify": ["verify"],
+    },
+)

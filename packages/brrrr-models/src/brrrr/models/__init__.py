@@ -20,8 +20,9 @@ Modules:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import lazy_loader
 
 if TYPE_CHECKING:
     from brrrr.models.export import OnnxExport, export_onnx
@@ -39,15 +40,6 @@ if TYPE_CHECKING:
         hierarchical_vae_loss,
         point_vae_loss,
     )
-
-# The public names are imported on first use (PEP 562), so that `brrrr --help` and
-# every other command do not pay for importing torch through this package. Names not
-# listed here come from `brrrr.models.nets`.
-_LAZY = {
-    "OnnxExport": "brrrr.models.export",
-    "export_onnx": "brrrr.models.export",
-    "HubMixin": "brrrr.models.hub",
-}
 
 __all__ = [
     "BetaVAE",
@@ -67,9 +59,13 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module 'brrrr.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY.get(name, "brrrr.models.nets")), name)
-    globals()[name] = value
-    return value
+# The public names are imported on first use (PEP 562, through lazy_loader), so that
+# `brrrr --help` and every other command do not pay for importing torch through this package.
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "export": ["OnnxExport", "export_onnx"],
+        "hub": ["HubMixin"],
+        "nets": [name for name in __all__ if name not in ("HubMixin", "OnnxExport", "export_onnx")],
+    },
+)

@@ -7,8 +7,9 @@ unless a loader that needs them is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import lazy_loader
 
 if TYPE_CHECKING:
     from brrrr.core.io.header import VolumeHeader, read_header
@@ -16,19 +17,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MAX_VOXELS", "VolumeHeader", "load_volume", "read_header", "save_volume"]
 
-_LAZY = {
-    "DEFAULT_MAX_VOXELS": "brrrr.core.io.load",
-    "VolumeHeader": "brrrr.core.io.header",
-    "load_volume": "brrrr.core.io.load",
-    "read_header": "brrrr.core.io.header",
-    "save_volume": "brrrr.core.io.load",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'brrrr.core.io' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "load": ["DEFAULT_MAX_VOXELS", "load_volume", "save_volume"],
+        "header": ["VolumeHeader", "read_header"],
+    },
+)
