@@ -12,31 +12,13 @@ from typing import Any
 import numpy as np
 
 from brrrr.core.resample._backend import torch_module
+from brrrr.core.resample._plan import blend_weights
 
 __all__ = ["cubic", "oblique_linear_scipy", "oblique_linear_torch", "oblique_nearest"]
 
 # Oblique resampling builds a coordinate grid; it is done in slabs of this many
 # output voxels so memory stays bounded for large volumes.
 _SLAB_VOXELS = 1 << 22
-
-
-def _linear_weights(
-    pos: np.ndarray, n_in: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Neighbour indices and weights for 1-D linear interpolation at float64 ``pos``.
-
-    Returns ``(lo, w_lo, w_hi, w_fill)``: the lower neighbour, the weights of the two
-    neighbours (zero where a neighbour lies outside ``0 … n_in - 1``) and the weight
-    left over for ``fill``, which is exactly 0 where both neighbours are inside.
-    """
-    lo = np.floor(pos).astype(np.int64)
-    frac = pos - lo
-    lo_in = (lo >= 0) & (lo < n_in)
-    hi_in = (lo + 1 >= 0) & (lo + 1 < n_in)
-    w_lo = np.where(lo_in, 1.0 - frac, 0.0)
-    w_hi = np.where(hi_in, frac, 0.0)
-    w_fill = np.where(lo_in & hi_in, 0.0, 1.0 - w_lo - w_hi)
-    return lo, w_lo, w_hi, w_fill
 
 
 def _slabs(out_shape: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -101,7 +83,7 @@ def oblique_linear_torch(
             # computed in float64 (exactly 0 in the interior) as in the separable path.
             inside = np.ones(pos.shape[1])
             for axis in range(3):
-                w_fill = _linear_weights(pos[axis], int(sizes[axis]))[3]
+                w_fill = blend_weights(pos[axis], int(sizes[axis]))[3]
                 inside *= 1.0 - w_fill
             outside = (1.0 - inside).reshape(1, stop - start, out_shape[1], out_shape[2])
             piece = piece + fill * torch.from_numpy(outside).to(piece.device, piece.dtype)

@@ -19,7 +19,15 @@ import numpy.typing as npt
 from brrrr.core.errors import GeometryError
 from brrrr.core.resample._backend import regular_steps
 
-__all__ = ["AxisOp", "Boundary", "ResamplePlan", "is_separable", "plan_resample", "snap"]
+__all__ = [
+    "AxisOp",
+    "Boundary",
+    "ResamplePlan",
+    "blend_weights",
+    "is_separable",
+    "plan_resample",
+    "snap",
+]
 
 Boundary = Literal["blend", "extent"]
 
@@ -106,6 +114,25 @@ def _copy_op(index: np.ndarray, n_in: int, n_out: int, scale: float) -> AxisOp:
     return AxisOp("take", n_in, n_out, lo=index)
 
 
+def blend_weights(
+    pos: np.ndarray, n_in: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Neighbour indices and weights for 1-D linear interpolation at float64 ``pos``.
+
+    Returns ``(lo, w_lo, w_hi, w_fill)``: the lower neighbour, the weights of the two
+    neighbours (zero where a neighbour lies outside ``0 … n_in - 1``) and the weight
+    left over for ``fill``, which is exactly 0 where both neighbours are inside.
+    """
+    lo = np.floor(pos).astype(np.int64)
+    frac = pos - lo
+    lo_in = (lo >= 0) & (lo < n_in)
+    hi_in = (lo + 1 >= 0) & (lo + 1 < n_in)
+    w_lo = np.where(lo_in, 1.0 - frac, 0.0)
+    w_hi = np.where(hi_in, frac, 0.0)
+    w_fill = np.where(lo_in & hi_in, 0.0, 1.0 - w_lo - w_hi)
+    return lo, w_lo, w_hi, w_fill
+
+
 def axis_op(
     scale: float,
     offset: float,
@@ -158,13 +185,7 @@ def axis_op(
         )
     if np.all(pos == np.round(pos)) and pos.min() >= 0 and pos.max() <= n_in - 1:
         return _copy_op(pos.astype(np.int64), n_in, n_out, scale)
-    lo = np.floor(pos).astype(np.int64)
-    frac = pos - lo
-    lo_in = (lo >= 0) & (lo < n_in)
-    hi_in = (lo + 1 >= 0) & (lo + 1 < n_in)
-    w_lo = np.where(lo_in, 1.0 - frac, 0.0)
-    w_hi = np.where(hi_in, frac, 0.0)
-    w_fill = np.where(lo_in & hi_in, 0.0, 1.0 - w_lo - w_hi)
+    lo, w_lo, w_hi, w_fill = blend_weights(pos, n_in)
     return AxisOp(
         "linear",
         n_in,
