@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -61,14 +62,20 @@ def load_bids(
         streaming: Return an ``IterableDataset`` that reads headers as it is
             iterated (and shards over DataLoader workers) instead of reading all first.
         on_error: ``"raise"`` or ``"skip"`` a file that fails to load (skips
-            are warned about and listed in ``report``; never silent).
+            are warned about and listed in ``report``; never silent). When every
+            file fails, ``"skip"`` returns an empty dataset with the full schema
+            (the columns and feature types the readable files would have had) and
+            warns that nothing was readable.
         check: ``"header"`` reads headers only; ``"full"`` also decodes voxels.
         report: Receives skipped files (not when streaming: there each skip
             is a warning from the process that reads the file).
 
     Returns:
         ``datasets.Dataset`` (or ``IterableDataset`` when streaming). Image
-        columns are ``Nifti()``: decoding happens only when a cell is read.
+        columns are ``Nifti()``: decoding happens only when a cell is read. The
+        schema comes from the index, not from the files that could be read, so it
+        is the same whether no, some or all files are skipped; an empty
+        dataset (no file readable, or none selected) has every column.
 
     Raises:
         BidsError: Not a BIDS dataset, or a file fails with ``on_error="raise"``.
@@ -91,5 +98,16 @@ def load_bids(
     if streaming:
         return streaming_rows(index, level=level, on_error=on_error, check=check)
     features = bids_features(index, level=level)
+    report = LoadReport() if report is None else report
+    already_skipped = len(report.skipped)
     rows = list(iter_rows(index, level=level, on_error=on_error, check=check, report=report))
-    return Dataset.from_list(rows, features=features)
+    if rows:
+        return Dataset.from_list(rows, features=features)
+    skipped = len(report.skipped) - already_skipped
+    if skipped:
+        what = f"none of the {skipped} selected images could be read (see the skipped files)"
+    else:
+        what = "no image matches the filters"
+    warnings.warn(f"{index.root}: {what}; the dataset is empty", RuntimeWarning, stacklevel=2)
+    # from_list([]) cannot tell the columns apart from no columns: give each one, empty.
+    return Dataset.from_dict({name: [] for name in features}, features=features)
