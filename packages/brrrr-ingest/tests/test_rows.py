@@ -14,7 +14,7 @@ import pytest
 from brrrr.core.testing import write_broken_nifti
 from brrrr.ingest.errors import BidsError
 from brrrr.ingest.index import index_bids
-from brrrr.ingest.rows import LoadReport, bids_features, iter_rows
+from brrrr.ingest.rows import LoadReport, bids_features, bids_schema, entity_column, iter_rows
 
 
 def _rows(root: Path, level: str = "file", **kwargs: object) -> list[dict]:
@@ -146,3 +146,103 @@ def test_a_dwi_without_matching_gradients_is_a_load_error(private_copy: Path) ->
     bval.write_text("0 1000\n")
     with pytest.raises(BidsError, match=r"2 b-values for 5 volumes"):
         _rows(private_copy)
+
+
+# Files with every entity of the issue, raw and derivative, named as BIDS spells the keys.
+_ENTITY_SCANS = (
+    ("anat", {"mod": "MP2RAGE"}, "defacemask"),
+    ("anat", {"acq": "mprage", "ce": "gad", "rec": "norm", "run": "2"}, "T1w"),
+    ("anat", {"echo": "1", "flip": "2", "inv": "1", "mt": "on", "part": "mag"}, "MPM"),
+    ("fmap", {"dir": "AP"}, "epi"),
+    ("func", {"task": "rest", "recording": "resp", "space": "orig"}, "bold"),
+)
+_DERIVATIVES = (
+    "sub-1_space-MNI152NLin6Asym_res-2_den-91k_label-GM_desc-brain_probseg.nii.gz",
+    "sub-1_mod-T1w_hemi-L_desc-preproc_mask.nii.gz",
+)
+
+
+def _entity_tree(root: Path) -> Path:
+    from brrrr.core.testing import BidsScan, write_bids_tree, write_nifti
+
+    scans = [BidsScan(datatype, suffix, entities) for datatype, entities, suffix in _ENTITY_SCANS]
+    write_bids_tree(root, subjects=("1",), sessions=(), scans=scans, lesion_masks=False)
+    pipeline = root / "derivatives" / "prep"
+    pipeline.mkdir(parents=True)
+    (pipeline / "dataset_description.json").write_text(
+        json.dumps(
+            {
+                "Name": "prep",
+                "BIDSVersion": "1.9.0",
+                "DatasetType": "derivative",
+                "GeneratedBy": [{"Name": "prep"}],
+            }
+        )
+    )
+    (pipeline / "sub-1" / "anat").mkdir(parents=True)
+    for name in _DERIVATIVES:
+        write_nifti(pipeline / "sub-1" / "anat" / name, shape=(4, 5, 6))
+    return root
+
+
+def test_every_entity_pybids_parses_keeps_its_own_column(tmp_path: Path) -> None:
+    from bids import BIDSLayout
+
+    root = _entity_tree(tmp_path / "ds")
+    index = index_bids(root)
+    rows = {row["path"]: row for row in iter_rows(index, progress=False)}
+    assert len(rows) == len(_ENTITY_SCANS) + len(_DERIVATIVES)
+    layout = BIDSLayout(root, derivatives=True, validate=False)
+    found = layout.get(scope="all", extension=[".nii", ".nii.gz"])
+    assert len(found) == len(rows)
+    entity_columns = {entity_column(name) for name in index.entity_names}
+    for image in found:
+        row = rows[Path(image.path).relative_to(root).as_posix()]
+        expected = {
+            entity_column(k): str(v)
+            for k, v in image.get_entities(metadata=False).items()
+            if k != "extension"
+        }
+        # Each entity pybids parsed is in its column; every other entity column is empty.
+        assert {c: row[c] for c in entity_columns if row[c] is not None} == expected, image.path
+    defacemask = rows["sub-1/anat/sub-1_mod-MP2RAGE_defacemask.nii.gz"]
+    assert (defacemask["mod"], defacemask["modality"], defacemask["suffix"]) == (
+        "MP2RAGE", "defacemask", "defacemask"
+    )  # fmt: skip
+    probseg = rows["derivatives/prep/" + "sub-1/anat/" + _DERIVATIVES[0]]
+    assert (probseg["res"], probseg["den"], probseg["label"], probseg["desc"]) == (
+        "2", "91k", "GM", "brain"
+    )  # fmt: skip
+    assert (probseg["space"], probseg["modality"], probseg["pipeline"]) == (
+        "MNI152NLin6Asym", "brain_probseg", "prep"
+    )  # fmt: skip
+    mask = rows["derivatives/prep/sub-1/anat/" + _DERIVATIVES[1]]
+    assert (mask["mod"], mask["hemi"], mask["modality"]) == ("T1w", "L", "preproc_mask")
+    # Session rows keep pybids' own entity names in their JSON, ready for BIDSLayout.get.
+    [session] = iter_rows(index, level="session", progress=False)
+    [files] = session["defacemask_files"]
+    assert json.loads(files["entities"])["modality"] == "MP2RAGE"
+
+
+def test_no_entity_of_pybids_collides_with_another_column() -> None:
+    from importlib.resources import files
+
+    from brrrr.ingest.index import BidsIndex
+
+    config = files("bids.layout") / "config"
+    names = [
+        entity["name"]
+        for part in ("bids.json", "derivatives.json")
+        for entity in json.loads((config / part).read_text())["entities"]
+        if entity["name"] != "extension"
+    ]
+
+    def index(entity_names: tuple[str, ...]) -> BidsIndex:
+        return BidsIndex(Path("."), {}, [], entity_names, (), {}, {})
+
+    others = set(bids_schema(index(())))
+    columns = [entity_column(name) for name in names]
+    assert len(set(columns)) == len(names)
+    assert not set(columns) & others
+    assert len(bids_schema(index(tuple(names)))) == len(others) + len(names)
+    assert entity_column("modality") == "mod"

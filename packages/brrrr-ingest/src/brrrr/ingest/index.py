@@ -83,7 +83,8 @@ class BidsIndex:
         description: ``dataset_description.json``.
         items: Selected images in a stable order (subject, session, raw before
             derivatives, datatype, suffix, other entities, run number).
-        entity_names: Entity columns, present on every row.
+        entity_names: pybids names of the entities found, each a column of every file
+            row (named by :func:`brrrr.ingest.rows.entity_column`).
         modalities: Modality keys in first-seen order.
         phenotype: ``participants.tsv`` rows by subject label (without ``sub-``).
         phenotype_types: Column type of each phenotype field (``int64``, ``float64``, ``string``).

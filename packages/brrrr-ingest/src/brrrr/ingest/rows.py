@@ -1,6 +1,7 @@
 """Rows of an indexed BIDS dataset, and their ``datasets.Features`` schema.
 
-* ``level="file"``: one row per image — the BIDS entities as columns, the image
+* ``level="file"``: one row per image — the BIDS entities as columns (see
+  :func:`entity_column` for their names), the image
   as :class:`datasets.Nifti`, the sidecar after BIDS inheritance (JSON, plus
   typed columns for common fields), ``events.tsv`` rows (JSON), ``bval``/``bvec``
   aligned with each DWI, the subject's ``participants.tsv`` row (``phenotype``),
@@ -9,7 +10,16 @@
 * ``level="session"`` / ``"subject"``: one row per session / subject; each
   modality (``T1w``, ``bold``, derivatives such as ``lesion_mask``) is a list
   of images (``{modality}``) plus a list of per-file facts
-  (``{modality}_files``), multi-run scans in run order, none dropped.
+  (``{modality}_files``), multi-run scans in run order, none dropped. The
+  per-file ``entities`` cell is JSON keyed by pybids' entity names, so it can be
+  passed back to ``BIDSLayout.get(**entities)``.
+
+Every entity pybids parses (its ``bids`` and ``derivatives`` configs) has a
+column of its own, named as pybids names the entity (``acquisition`` for
+``acq-``, ``ceagent`` for ``ce-``, ``reconstruction`` for ``rec-``,
+``direction`` for ``dir-``, ``segmentation`` for ``seg-``…), with one
+exception: ``mod-`` is the column ``mod``, because pybids' name for it,
+``modality``, is this package's modality key (``T1w``, ``lesion_mask``).
 
 Files that fail to load are never dropped silently: ``on_error="raise"``
 stops at the first one; ``on_error="skip"`` leaves them out, warns, and lists
@@ -44,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMMON_SIDECAR_FIELDS",
+    "ENTITY_COLUMNS",
     "Check",
     "Level",
     "LoadReport",
@@ -51,6 +62,7 @@ __all__ = [
     "SkippedFile",
     "bids_features",
     "bids_schema",
+    "entity_column",
     "iter_rows",
     "streaming_rows",
 ]
@@ -74,6 +86,20 @@ COMMON_SIDECAR_FIELDS: dict[str, Literal["float64", "string"]] = {
     "ManufacturersModelName": "string",
     "TaskName": "string",
 }
+
+#: Entities whose column is not their pybids name, because another column of the file
+#: rows has that name: pybids calls ``mod-`` ``modality``, here the modality key.
+ENTITY_COLUMNS: dict[str, str] = {"modality": "mod"}
+
+
+def entity_column(entity: str) -> str:
+    """The column of a file row that holds the pybids entity ``entity``.
+
+    Example:
+        >>> entity_column("acquisition"), entity_column("modality")
+        ('acquisition', 'mod')
+    """
+    return ENTITY_COLUMNS.get(entity, entity)
 
 
 @dataclass(frozen=True)
@@ -143,7 +169,7 @@ def bids_schema(index: BidsIndex, *, level: Level = "file") -> dict[str, Any]:
     phenotype = {c: value(t) for c, t in index.phenotype_types.items()}
     if level == "file":
         columns: dict[str, Any] = {"path": value("string")}
-        columns |= {name: value("string") for name in index.entity_names}
+        columns |= {entity_column(name): value("string") for name in index.entity_names}
         columns |= {"pipeline": value("string"), "modality": value("string"), "image": NIFTI}
         columns |= {name: value(kind) for name, kind in COMMON_SIDECAR_FIELDS.items()}
         columns |= _file_fields()
@@ -295,7 +321,7 @@ class _RowBuilder:
 
     def _file_row(self, item: BidsItem, facts: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {"path": item.relpath}
-        row |= {name: item.entities.get(name) for name in self.entity_names}
+        row |= {entity_column(name): item.entities.get(name) for name in self.entity_names}
         row |= {"pipeline": item.pipeline, "modality": item.modality}
         row["image"] = {"path": item.path, "bytes": None}
         row |= _common(item.sidecar) | facts
