@@ -85,6 +85,7 @@ def test_snapshot_first_cycle_can_be_longer() -> None:
     assert lower.learning_rate(7) == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_snapshot_ensemble_gives_k_models_and_epistemic_variance(
     tmp_path: Path, tiny_maps: Any, tiny_map_model: dict[str, Any], fit_cpu: Any
 ) -> None:

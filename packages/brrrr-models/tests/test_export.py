@@ -9,6 +9,7 @@ import torch
 from brrrr.models import BetaVAE, HierarchicalVAE, PointVAE, export_onnx
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["beta", "hierarchical", "point"])
 def test_encoder_and_decoder_match_torch(
     kind, tmp_path, tiny_beta_config, tiny_hierarchical_config, tiny_point_config

@@ -164,6 +164,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_agree_and_all_reduce_every_batch(tmp_path: Path) -> None:
     worker = Path(__file__).with_name("ddp_sampler_worker.py")
     port = _free_port()
