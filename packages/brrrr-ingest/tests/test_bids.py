@@ -60,6 +60,16 @@ def test_corrupt_data_found_only_by_a_full_check(private_copy: Path) -> None:
     assert [s.path for s in report.skipped] == [relpath]
 
 
+def test_truncated_voxels_found_by_a_size_check(tmp_path: Path) -> None:
+    root = write_bids_tree(tmp_path / "ds", subjects=("01",), sessions=("1",), compress=False)
+    relpath = "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii"
+    (root / relpath).write_bytes((root / relpath).read_bytes()[:-100])
+    assert load_bids(root, suffixes=["T1w"]).num_rows == 1
+    with pytest.raises(BidsError, match=r"sub-01_ses-1_T1w\.nii: voxel data truncated"):
+        load_bids(root, suffixes=["T1w"], check="size")
+    assert load_bids(root, suffixes=["FLAIR", "bold", "dwi"], check="size").num_rows == 3
+
+
 def _placeholders(root: Path) -> list[str]:
     """Replace every image with what a failed download leaves: 0 bytes, or an annex pointer."""
     relpaths = []

@@ -107,3 +107,29 @@ def test_errors_are_one_line_naming_the_root(
         f"brrrr: error: {tmp_path}: not a BIDS dataset: there is no dataset_description.json "
         "at its root (BIDS requires one, with at least Name and BIDSVersion)"
     )
+
+
+def test_validate_check_size_and_full_name_a_truncated_image(
+    private_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gzip
+
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    bad = "sub-02/ses-1/anat/sub-02_ses-1_FLAIR.nii.gz"
+    content = gzip.decompress((private_copy / bad).read_bytes())
+    (private_copy / bad).write_bytes(gzip.compress(content[:-100]))
+    header = _run("validate", str(private_copy))
+    assert header.exit_code == 0, header.output
+    assert "image check: header (headers read; voxel data not checked)" in header.output
+    for check in ("size", "full"):
+        found = _run("validate", str(private_copy), "--check", check, "--json")
+        assert found.exit_code == 1, found.output
+        report = json.loads(found.stdout)
+        assert (report["check"], report["ok"]) == (check, False)
+        assert [u["path"] for u in report["unreadable"]] == [bad]
+    text = _run("validate", str(private_copy), "--check", "size")
+    assert "image check: size (headers read, and every voxel byte" in text.output
+    assert f"  {bad}: voxel data truncated" in text.output
+    refused = _run("validate", str(private_copy), "--headers", "none", "--check", "full")
+    assert refused.exit_code == 2
+    assert "needs --headers all" in refused.output

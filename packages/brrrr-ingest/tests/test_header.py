@@ -1,8 +1,10 @@
 """Header facts without decoding, against nibabel and core's read_header; damaged files are
-refused as a BidsError naming them."""
+refused as a BidsError naming them; voxel data cut short passes a header read and fails the
+size and full checks (NIfTI-1/2, MGH, plain and gzip)."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import nibabel as nib
@@ -51,3 +53,75 @@ def test_full_check_finds_corrupt_data_that_a_header_read_cannot(tmp_path: Path)
     assert read_header(path).shape == (16, 16, 16)
     with pytest.raises(BidsError, match=r"cut\.nii\.gz: cannot decode"):
         read_header(path, check="full")
+
+
+def _cut_content(path: Path) -> Path:
+    """Drop the last 100 voxel bytes; a ``.gz`` stays a valid gzip stream of the shorter content."""
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:-100]))
+    else:
+        path.write_bytes(path.read_bytes()[:-100])
+    return path
+
+
+def _cut_stream(path: Path) -> Path:
+    """Cut the stored bytes of a compressed file at 70 %, as an interrupted download does."""
+    stored = path.read_bytes()
+    path.write_bytes(stored[: len(stored) * 7 // 10])
+    return path
+
+
+def _noise(path: Path) -> Path:
+    data = np.random.default_rng(0).integers(0, 30000, size=(16, 16, 16), dtype=np.int16)
+    if path.name.endswith((".mgh", ".mgz")):
+        nib.save(nib.MGHImage(data, np.eye(4)), path)
+    elif "nifti2" in path.name:
+        nib.save(nib.Nifti2Image(data, np.eye(4)), path)
+    else:
+        nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "name", ["a.nii", "a.nii.gz", "a_nifti2.nii", "a_nifti2.nii.gz", "a.mgh", "a.mgz"]
+)
+@pytest.mark.parametrize("check", ["size", "full"])
+def test_size_and_full_checks_pass_intact_images(tmp_path: Path, name: str, check: str) -> None:
+    path = _noise(tmp_path / name)
+    assert read_header(path, check=check).shape == (16, 16, 16)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "cut"),
+    [
+        ("cut.nii", _cut_content),
+        ("cut.nii.gz", _cut_content),
+        ("cut.nii.gz", _cut_stream),
+        ("cut_nifti2.nii", _cut_content),
+        ("cut.mgh", _cut_content),
+        ("cut.mgz", _cut_stream),
+    ],
+)
+def test_truncated_voxels_pass_a_header_read_and_fail_size_and_full(
+    tmp_path: Path, name: str, cut: object
+) -> None:
+    path = cut(_noise(tmp_path / name))  # type: ignore[operator]
+    assert read_header(path).shape == (16, 16, 16)
+    escaped = name.replace(".", r"\.")
+    with pytest.raises(BidsError, match=rf"{escaped}: voxel data truncated"):
+        read_header(path, check="size")
+    with pytest.raises(BidsError, match=rf"{escaped}: cannot decode the voxels"):
+        read_header(path, check="full")
+
+
+def test_the_size_check_states_what_is_missing(tmp_path: Path) -> None:
+    path = _cut_content(_noise(tmp_path / "cut.nii"))
+    stored = path.stat().st_size
+    with pytest.raises(BidsError) as caught:
+        read_header(path, check="size")
+    needed = 352 + 16**3 * 2
+    assert caught.value.message == (
+        f"voxel data truncated: the header declares {needed} bytes (offset + 16×16×16 voxels "
+        f"of int16) but the file holds {stored}; download the file again"
+    )
+    assert stored == needed - 100

@@ -1,8 +1,10 @@
-"""validate: counts against expectations (file, preset), zero-byte files, header reads,
-and the BIDS validator run or skipped with the reason."""
+"""validate: counts against expectations (file, preset), zero-byte files, image checks
+(header, size, full; the report names the one that ran), and the BIDS validator run or
+skipped with the reason."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import stat
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from brrrr.core.testing import write_broken_nifti
+from brrrr.core.testing import write_bids_tree, write_broken_nifti
 from brrrr.ingest.errors import BidsError
 from brrrr.ingest.validate import PRESETS, Expectations, validate
 
@@ -146,3 +148,45 @@ def test_invalid_expect_file(bids_root: Path, tmp_path: Path) -> None:
         validate(bids_root, expect=expect)
     with pytest.raises(ValueError, match="unknown keys"):
         Expectations.from_mapping({"subject": 3})
+
+
+def _truncate(path: Path) -> None:
+    """Cut the last 100 bytes of voxel data; a ``.nii.gz`` stays a valid gzip stream."""
+    if path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:-100]))
+    else:
+        path.write_bytes(path.read_bytes()[:-100])
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_truncated_voxels_pass_the_header_check_and_fail_size_and_full(
+    tmp_path: Path, no_validator: None, compress: bool
+) -> None:
+    root = write_bids_tree(tmp_path / "ds", subjects=("01",), sessions=("1",), compress=compress)
+    bad = "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii" + (".gz" if compress else "")
+    _truncate(root / bad)
+    header = validate(root, progress=False)
+    assert header.ok, header.to_text()
+    assert header.check == "header"
+    assert "image check: header (headers read; voxel data not checked)" in header.to_text()
+    for check in ("size", "full"):
+        report = validate(root, check=check, progress=False)  # type: ignore[arg-type]
+        assert not report.ok
+        assert report.check == check
+        assert [u["path"] for u in report.unreadable] == [bad]
+        reason = report.unreadable[0]["reason"]
+        assert reason.startswith(
+            "voxel data truncated" if check == "size" else "cannot decode the voxels"
+        )
+        assert report.to_dict()["check"] == check
+        text = report.to_text()
+        assert f"image check: {check} (" in text
+        assert f"  {bad}: {reason}" in text
+
+
+def test_no_image_read_says_so(bids_root: Path, no_validator: None) -> None:
+    report = validate(bids_root, headers="none", progress=False)
+    assert report.check == "none"
+    assert "image check: none (no image read)" in report.to_text()
+    with pytest.raises(ValueError, match="needs headers='all'"):
+        validate(bids_root, headers="none", check="full", progress=False)

@@ -66,7 +66,9 @@ def load_bids(
             file fails, ``"skip"`` returns an empty dataset with the full schema
             (the columns and feature types the readable files would have had) and
             warns that nothing was readable.
-        check: ``"header"`` reads headers only; ``"full"`` also decodes voxels.
+        check: ``"header"`` reads headers only; ``"size"`` also checks that every voxel
+            byte the header declares is stored (a ``stat`` for ``.nii``, one inflate
+            for ``.nii.gz``); ``"full"`` also decodes voxels.
         report: Receives skipped files (not when streaming: there each skip
             is a warning from the process that reads the file).
 

@@ -212,18 +212,31 @@ def validate_command(
         typer.Option(help="Expect file (JSON/YAML) or preset name, e.g. ds004884."),
     ] = None,
     headers: Annotated[
-        Literal["all", "none"], typer.Option(help="Read every image header, or none.")
+        Literal["all", "none"], typer.Option(help="Check every image, or read none.")
     ] = "all",
+    check: Annotated[
+        Literal["header", "size", "full"],
+        typer.Option(
+            help="How each image is checked: its header only; also that every voxel byte the "
+            "header declares is stored (a stat for .nii, one inflate for .nii.gz); or a full "
+            "decode of every voxel."
+        ),
+    ] = "header",
     validator: Annotated[
         Literal["auto", "skip"], typer.Option(help="Run bids-validator when installed, or skip it.")
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Counts of subjects, sessions and files per modality against expected numbers; empty files;
-    header reads; the BIDS validator when installed."""
+    image checks (header, size or full; the report says which ran); the BIDS validator when
+    installed."""
     from brrrr.ingest.validate import validate
 
-    report = validate(root, expect=expect, headers=headers, validator=validator)
+    if headers == "none" and check != "header":
+        raise typer.BadParameter(
+            "--check reads images; it needs --headers all", param_hint="--check"
+        )
+    report = validate(root, expect=expect, headers=headers, check=check, validator=validator)
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.to_text())
     if not report.ok:
         raise typer.Exit(1)

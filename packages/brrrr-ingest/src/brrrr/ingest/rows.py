@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from brrrr.core.io.header import VolumeHeader
 from brrrr.ingest.errors import BidsError
 from brrrr.ingest.features import NIFTI, list_of, value
-from brrrr.ingest.header import read_header
+from brrrr.ingest.header import Check, read_header
 from brrrr.ingest.index import NA_VALUES, BidsIndex, BidsItem
 
 if TYPE_CHECKING:
@@ -69,7 +69,6 @@ __all__ = [
 
 Level = Literal["file", "session", "subject"]
 OnError = Literal["raise", "skip"]
-Check = Literal["header", "full"]
 
 #: Sidecar fields that also get a typed column of their own (``None`` when absent).
 COMMON_SIDECAR_FIELDS: dict[str, Literal["float64", "string"]] = {
@@ -374,6 +373,8 @@ def _builder(index: BidsIndex, level: Level, check: Check, on_error: OnError) ->
         raise ValueError(f"level must be 'file', 'session' or 'subject', got {level!r}")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if check not in ("header", "size", "full"):
+        raise ValueError(f"check must be 'header', 'size' or 'full', got {check!r}")
     return _RowBuilder(
         entity_names=index.entity_names,
         modalities=index.modalities,
@@ -403,7 +404,9 @@ def iter_rows(
         level: ``"file"``, ``"session"`` or ``"subject"``.
         on_error: ``"raise"`` stops at the first file that fails to load;
             ``"skip"`` leaves it out, warns and records it in ``report``.
-        check: ``"header"`` (fast) or ``"full"`` (also decode voxels to find corrupt data).
+        check: ``"header"`` (fast), ``"size"`` (also that every voxel byte is stored) or
+            ``"full"`` (also decode voxels to find corrupt data); see
+            :data:`brrrr.ingest.header.Check`.
         report: Receives the skipped files.
         progress: Show a progress bar.
 

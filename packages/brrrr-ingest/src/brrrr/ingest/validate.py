@@ -2,9 +2,10 @@
 
 :func:`validate` counts subjects, sessions, and files and sessions per modality
 (derivatives too, e.g. ``lesion_mask``) and compares them with expected numbers
-from a JSON/YAML file or a preset; it lists zero-byte files, reads the header
-of every image, and runs the BIDS validator when it is installed (the report
-says when and why it was skipped).
+from a JSON/YAML file or a preset; it lists zero-byte files, checks every
+image (``check``: its header, that every voxel byte is stored, or a full decode;
+the report says which ran), and runs the BIDS validator when it is installed
+(the report says when and why it was skipped).
 
 An expect file (JSON or YAML)::
 
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from brrrr.ingest.errors import BidsError
-from brrrr.ingest.header import read_header
+from brrrr.ingest.header import Check, read_header
 from brrrr.ingest.index import index_bids
 
 __all__ = [
@@ -148,6 +149,14 @@ PRESETS: dict[str, Expectations] = {
 }
 
 
+_CHECK_TEXT = {
+    "none": "no image read",
+    "header": "headers read; voxel data not checked",
+    "size": "headers read, and every voxel byte the header declares is stored",
+    "full": "every voxel decoded",
+}
+
+
 @dataclass(frozen=True)
 class CountCheck:
     """One expected number against the one found."""
@@ -187,7 +196,9 @@ class ValidationReport:
         counts: ``subjects``, ``sessions``, ``images``, and per modality ``files`` / ``sessions``.
         checks: Expected against found (empty without expectations).
         zero_byte: Files of 0 bytes (relative paths).
-        unreadable: Images whose header cannot be read, with the reason.
+        check: The image check that ran: ``"header"``, ``"size"`` or ``"full"`` (see
+            :data:`brrrr.ingest.header.Check`), or ``"none"`` (``headers="none"``).
+        unreadable: Images that failed the check, with the reason.
         validator: The BIDS validator's run.
         problems: Anything else that stopped a check, e.g. pybids unable to index the dataset.
     """
@@ -196,6 +207,7 @@ class ValidationReport:
     counts: dict[str, Any]
     checks: list[CountCheck] = field(default_factory=list)
     zero_byte: list[str] = field(default_factory=list)
+    check: Check | Literal["none"] = "header"
     unreadable: list[dict[str, str]] = field(default_factory=list)
     validator: ValidatorRun = field(default_factory=lambda: ValidatorRun("skipped", "not run"))
     problems: list[str] = field(default_factory=list)
@@ -234,7 +246,8 @@ class ValidationReport:
             lines.append(f"{mark} {check.name}: expected {check.expected}, found {check.actual}")
         lines.append(f"zero-byte files: {len(self.zero_byte)}")
         lines += [f"  {p}" for p in self.zero_byte]
-        lines.append(f"unreadable image headers: {len(self.unreadable)}")
+        lines.append(f"image check: {self.check} ({_CHECK_TEXT[self.check]})")
+        lines.append(f"unreadable images: {len(self.unreadable)}")
         lines += [f"  {u['path']}: {u['reason']}" for u in self.unreadable]
         lines.append(f"BIDS validator: {self.validator.status}: {self.validator.detail}")
         lines.append("result: " + ("OK" if self.ok else "PROBLEMS FOUND"))
@@ -297,6 +310,7 @@ def validate(
     *,
     expect: Expectations | str | os.PathLike[str] | None = None,
     headers: Literal["all", "none"] = "all",
+    check: Check = "header",
     validator: Literal["auto", "skip"] = "auto",
     validator_timeout_s: float = 1800.0,
     progress: bool = True,
@@ -307,7 +321,13 @@ def validate(
         root: Dataset root.
         expect: :class:`Expectations`, a preset name from :data:`PRESETS`
             (``"ds004884"``), or a JSON/YAML expect file; ``None`` only reports counts.
-        headers: ``"all"`` reads the header of every image; ``"none"`` skips that.
+        headers: ``"all"`` checks every image; ``"none"`` reads no image.
+        check: How each image is checked when ``headers="all"``: ``"header"``
+            (its header only; a file cut inside its voxel data passes), ``"size"``
+            (also that the file stores every voxel byte the header declares: a
+            ``stat`` for ``.nii``/``.mgh``, one inflate without keeping the data for
+            ``.nii.gz``/``.mgz``, which also verifies the gzip CRC) or ``"full"``
+            (also decode every voxel, as :func:`brrrr.core.load_volume` does).
         validator: ``"auto"`` runs ``bids-validator`` when it is on ``PATH``; ``"skip"`` does not.
         validator_timeout_s: Longest the validator may run.
         progress: Show a progress bar.
@@ -317,8 +337,15 @@ def validate(
 
     Raises:
         BidsError: ``root`` is not a BIDS dataset, or the expect file is invalid.
+        ValueError: ``check`` is unknown, or other than ``"header"`` with ``headers="none"``.
     """
     from tqdm.auto import tqdm
+
+    if check not in ("header", "size", "full"):
+        raise ValueError(f"check must be 'header', 'size' or 'full', got {check!r}")
+    if headers == "none" and check != "header":
+        raise ValueError(f"check={check!r} reads images; it needs headers='all'")
+    ran: Check | Literal["none"] = check if headers == "all" else "none"
 
     if isinstance(expect, str) and expect in PRESETS:
         expectations: Expectations | None = PRESETS[expect]
@@ -335,7 +362,7 @@ def validate(
         if not (Path(root) / "dataset_description.json").is_file():
             raise
         # An unindexable dataset is a finding, not a crash: report it with what was checked.
-        report = ValidationReport(root=str(root), counts={}, zero_byte=zero_byte)
+        report = ValidationReport(root=str(root), counts={}, check="none", zero_byte=zero_byte)
         report.problems.append(exc.message)
         report.validator = _run_validator(Path(root), validator, validator_timeout_s)
         return report
@@ -356,7 +383,7 @@ def validate(
             m: {"files": files[m], "sessions": len(modality_sessions[m])} for m in index.modalities
         },
     }
-    report = ValidationReport(root=str(index.root), counts=counts)
+    report = ValidationReport(root=str(index.root), counts=counts, check=ran)
     if expectations is not None:
         if expectations.subjects is not None:
             report.checks.append(CountCheck("subjects", expectations.subjects, len(subjects)))
@@ -370,11 +397,10 @@ def validate(
                 report.checks.append(CountCheck(f"{name} sessions", want.sessions, found))
     report.zero_byte = zero_byte
     if headers == "all":
-        for it in tqdm(
-            index.items, desc="reading image headers", unit="image", disable=not progress
-        ):
+        desc = f"checking images ({check})"
+        for it in tqdm(index.items, desc=desc, unit="image", disable=not progress):
             try:
-                read_header(it.path)
+                read_header(it.path, check=check)
             except BidsError as exc:
                 report.unreadable.append({"path": it.relpath, "reason": exc.message})
     report.validator = _run_validator(index.root, validator, validator_timeout_s)
