@@ -18,6 +18,7 @@ import os
 __all__ = [
     "BrrrrError",
     "DicomSeriesError",
+    "DistributedError",
     "FileReadError",
     "FileWriteError",
     "GeometryError",
@@ -79,6 +80,11 @@ class DicomSeriesError(VolumeReadError):
 
 class VolumeTooLargeError(VolumeReadError):
     """A header declares more voxels than the caller allows; nothing was allocated."""
+
+
+class DistributedError(BrrrrError):
+    """A sharded or Dask run cannot start or finish: bad shard arguments or cluster spec,
+    share manifests missing or in conflict, a task that lost too many workers."""
 
 
 class GeometryError(BrrrrError):

@@ -7,9 +7,22 @@
   optional missing or duplicated slices.
 * :func:`write_bids_tree`: a small multi-session BIDS dataset with sidecars,
   events, DWI gradients, phenotype and lesion-mask derivatives.
+* :func:`local_cluster` / :func:`kill_once_plugin` / :func:`snapshot_files`: a real
+  two-worker Dask cluster on 127.0.0.1, a worker that dies once as a task finishes,
+  and the inode/mtime of every output file; :func:`square_task`, :func:`fail_task`,
+  :func:`die_task`: tasks the workers can import (needs ``brrrr-core[dask]``, imported
+  lazily).
 """
 
 from brrrr.core.testing._bids import DEFAULT_SCANS, BidsScan, write_bids_tree
+from brrrr.core.testing._dask import (
+    die_task,
+    fail_task,
+    kill_once_plugin,
+    local_cluster,
+    snapshot_files,
+    square_task,
+)
 from brrrr.core.testing._dicom import write_dicom_series
 from brrrr.core.testing._files import BrokenKind, write_broken_nifti, write_nifti
 
@@ -17,6 +30,12 @@ __all__ = [
     "DEFAULT_SCANS",
     "BidsScan",
     "BrokenKind",
+    "die_task",
+    "fail_task",
+    "kill_once_plugin",
+    "local_cluster",
+    "snapshot_files",
+    "square_task",
     "write_bids_tree",
     "write_broken_nifti",
     "write_dicom_series",
