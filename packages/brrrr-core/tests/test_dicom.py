@@ -197,9 +197,12 @@ def test_single_file_without_slice_thickness_uses_1_mm() -> None:
     np.testing.assert_allclose(vol.affine[:3, :2], nibabel_affine_ras(path)[:3, :2], atol=1e-5)
 
 
-def test_siemens_mosaic_is_refused() -> None:
-    with pytest.raises(UnsupportedFormatError, match="mosaic"):
+def test_damaged_siemens_mosaic_is_refused_naming_the_file() -> None:
+    # nibabel's 0.dcm declares 48 tiles (7×7) in a 256×256 image: they cannot tile it
+    # (nibabel's own reader fails on it too).
+    with pytest.raises(VolumeReadError, match=r"mosaic of 48 slices \(7×7 tiles\)") as info:
         read_dicom(NIBABEL_FILES / "0.dcm")
+    assert "0.dcm" in str(info.value)
 
 
 def test_several_series_are_listed_and_one_is_selected(tmp_path: Path) -> None:
@@ -367,9 +370,21 @@ def test_duplicated_slice_is_refused(tmp_path: Path) -> None:
     paths = write_dicom_series(tmp_path, random_data(), AXIAL, duplicate_slices=[3])
     with pytest.raises(DicomSeriesError, match="2 images share a slice position") as info:
         read_dicom(tmp_path)
-    assert paths[3].name in str(info.value)
-    assert paths[-1].name in str(info.value)
-    assert "copied twice" in str(info.value)
+    message = str(info.value)
+    assert paths[3].name in message
+    assert paths[-1].name in message
+    # New SOPInstanceUID and InstanceNumber: not a copy of a file, and the message says so.
+    assert "copied twice" not in message
+    assert "nothing but InstanceNumber tells them apart" in message
+    assert "1 to 2 images per position" in message
+
+
+def test_a_file_copied_twice_is_named_as_such(tmp_path: Path) -> None:
+    paths = write_dicom_series(tmp_path, random_data(), AXIAL)
+    shutil.copy(paths[2], tmp_path / "copy.dcm")
+    with pytest.raises(DicomSeriesError, match=r"same SOPInstanceUID.*copied twice") as info:
+        read_dicom(tmp_path)
+    assert "copy.dcm" in str(info.value)
 
 
 def test_duplicated_positions_with_distinct_echoes_name_the_echoes(tmp_path: Path) -> None:
@@ -378,8 +393,11 @@ def test_duplicated_positions_with_distinct_echoes_name_the_echoes(tmp_path: Pat
         ds = pydicom.dcmread(path)
         ds.EchoNumbers = echo
         ds.save_as(path)
-    with pytest.raises(DicomSeriesError, match=r"EchoNumbers \(1, 2\).*several volumes"):
+    with pytest.raises(
+        DicomSeriesError, match=r"EchoNumbers \(1, 2\).*no grouping.*complete volumes"
+    ) as info:
         read_dicom(tmp_path)
+    assert "copied twice" not in str(info.value)
 
 
 def shift_slice(path: Path, offset_lps: tuple[float, float, float]) -> None:
@@ -444,7 +462,7 @@ def test_max_voxels_is_checked_before_any_pixel_is_decoded(
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("pixel data decoded")
 
-    monkeypatch.setattr(dicom, "_decode", no_decoding)
+    monkeypatch.setattr(dicom, "decode", no_decoding)
     with pytest.raises(VolumeTooLargeError) as info:
         read_dicom(tmp_path, max_voxels=6 * 5 * 7 - 1)
     message = str(info.value)
@@ -483,8 +501,9 @@ def test_file_without_preamble_is_read(tmp_path: Path) -> None:
     vol = read_dicom(bare)
     np.testing.assert_array_equal(vol.data, data)
     path.unlink()
-    with pytest.raises(VolumeReadError, match="no DICOM image file found"):
-        read_dicom(tmp_path)  # folder scans are strict
+    (tmp_path / "README").write_text("not DICOM\n")
+    # Folders recognise it by content too; the README is still skipped.
+    np.testing.assert_array_equal(read_dicom(tmp_path).data, data)
 
 
 def test_truncated_pixel_data_is_a_read_error_naming_the_file() -> None:
@@ -505,22 +524,6 @@ def test_truncated_file_in_a_folder_is_never_skipped(tmp_path: Path, cut: int) -
     if cut < 3412:  # the header itself is cut: the header scan already refuses it
         with pytest.raises(VolumeReadError, match="2693"):
             list_series(tmp_path)
-
-
-def test_compressed_pixels_without_a_decoder_name_the_package() -> None:
-    from pydicom.pixels import get_decoder
-
-    path = PYDICOM_FILES / "MR_small_jpeg_ls_lossless.dcm"
-    if get_decoder(pydicom.uid.JPEGLSLossless).is_available:
-        pytest.skip("a JPEG-LS decoder is installed")
-    with pytest.raises(VolumeReadError) as info:
-        read_dicom(path)
-    message = str(info.value)
-    assert "MR_small_jpeg_ls_lossless.dcm" in message
-    assert "JPEG-LS Lossless" in message
-    assert "1.2.840.10008.1.2.4.80" in message
-    assert "pylibjpeg" in message
-    assert "gdcm" in message
 
 
 def test_single_file_that_is_not_dicom_is_unsupported(tmp_path: Path) -> None:

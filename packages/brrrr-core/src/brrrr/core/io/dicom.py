@@ -1,11 +1,32 @@
 """Read a DICOM file, or one series from a folder of DICOM files, into a `Volume`.
 
-pydicom parses the headers and decodes the pixels; this module finds the files and
-series, decodes and rescales the pixels, and gathers the metadata. Sorting the
-slices in space, checking that they form one regular stack and building the affine
-live in :mod:`brrrr.core.io._dicom_stack`.
+pydicom parses the headers and decodes the pixels. This module finds the files and
+series; the private modules beside it turn headers into images
+(:mod:`~brrrr.core.io._dicom_frames`, Siemens mosaics in
+:mod:`~brrrr.core.io._dicom_mosaic`), images into volumes
+(:mod:`~brrrr.core.io._dicom_group`), volumes into geometry
+(:mod:`~brrrr.core.io._dicom_stack`), and decode the pixels
+(:mod:`~brrrr.core.io._dicom_pixels`).
 
-Layout of the returned volume (shape ``(I, J, K)``):
+What is read:
+
+* classic series (one file per slice), enhanced multi-frame files (per-frame
+  functional groups), Siemens mosaics (fMRI, DWI), single images, RGB images;
+* 4-D series: several images at each slice position (time series, DWI, multi-echo,
+  field maps, cardiac phases) become one channel-first ``(C, I, J, K)`` volume, one
+  channel per volume of the series, with per-volume metadata (echo times, b-values
+  and b-vectors, …; :mod:`~brrrr.core.io._dicom_meta`); ``echo=`` keeps one echo;
+* every transfer syntax pydicom decodes; compressed ones (JPEG, JPEG Lossless,
+  JPEG-LS, JPEG 2000, RLE) with the ``brrrr-core[dicom-codecs]`` extra;
+* files with or without the 128-byte preamble and ``DICM`` prefix (recognised by
+  content), and gzip-compressed files (``.dcm.gz``).
+
+Non-image DICOM objects in a folder (Philips raw data, presentation states,
+structured reports, DICOMDIR…) are skipped and listed in ``metadata["skipped_files"]``
+(with a :class:`SkippedFilesWarning`, except for DICOMDIR). Files that are not DICOM
+at all (README, JSON sidecars) are skipped silently.
+
+Layout of the returned volume (shape ``(I, J, K)``, or ``(C, I, J, K)``):
 
 * ``i`` is the column index of a DICOM image (along ``ImageOrientationPatient[0:3]``),
 * ``j`` is the row index (along ``ImageOrientationPatient[3:6]``),
@@ -13,8 +34,13 @@ Layout of the returned volume (shape ``(I, J, K)``):
 
 Slices are ordered by their position along that normal, never by file name or
 ``InstanceNumber``. The affine maps ``(i, j, k)`` to RAS+ mm (DICOM's LPS with x
-and y negated). The array is the decoded frames stacked as ``(K, rows, cols)``
-and viewed as ``(cols, rows, K)``: Fortran-ordered, the layout NIfTI uses on disk.
+and y negated). Each channel is Fortran-ordered, the layout NIfTI uses on disk.
+
+The slice step (the affine's third column) is the mean step between the first and
+last slice positions, once every gap has been checked against the median
+(``slice_tolerance``); a Siemens mosaic's tiles are placed ``SpacingBetweenSlices``
+(else ``SliceThickness``) apart; a single slice is ``SliceThickness`` thick, else
+``SpacingBetweenSlices``, else 1 mm. ``metadata["slice_step_source"]`` says which.
 
 Rescaling (``RescaleSlope``/``RescaleIntercept``) is applied. The dtype depends on
 the headers only, never on the voxel values:
@@ -27,29 +53,36 @@ the headers only, never on the voxel values:
 * anything else (a fractional slope or intercept, values that differ between slices,
   float pixel data) gives float32.
 
-A series must be one 3D stack: duplicated slice positions (several time points,
-echoes or acquisitions in one series), a missing slice, uneven spacing, or slices
-that differ in orientation, size or pixel spacing raise `DicomSeriesError`.
+Philips scaling: Philips MR files carry two scales. ``RescaleSlope``/``RescaleIntercept``
+give the *displayed* value (DV = stored × RS + RI), what the scanner console shows
+and what other readers return; this is ``philips_scaling="display"``, the default.
+Philips' private MR scale slope SS (2005,100E) gives the *precise* floating-point
+value FP = DV / (RS × SS), proportional to the signal the scanner measured and
+comparable between series and sessions (quantitative work, e.g. T1 maps from
+several flip angles); ask for it with ``philips_scaling="precise"``.
 
 Example:
     >>> from brrrr.core.io.dicom import list_series, read_dicom
     >>> [s.series_uid for s in list_series("dicom_folder")]  # doctest: +SKIP
     >>> vol = read_dicom("dicom_folder", series_uid="1.2.840.1234")  # doctest: +SKIP
+    >>> bold = read_dicom("bold_mosaics")  # doctest: +SKIP
+    >>> bold.channels, bold.metadata["volume_keys"]  # doctest: +SKIP
+    (200, ['AcquisitionNumber'])
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
-from collections.abc import Iterator
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, cast
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from brrrr.core.errors import (
@@ -58,10 +91,14 @@ from brrrr.core.errors import (
     VolumeReadError,
     VolumeTooLargeError,
 )
-from brrrr.core.io._dicom_stack import Frame, Header, Stack, frames_of, stack_frames
+from brrrr.core.io._dicom_frames import Header, PhilipsScaling, frames_of
+from brrrr.core.io._dicom_group import plan_volumes, select_echo
+from brrrr.core.io._dicom_meta import series_metadata
+from brrrr.core.io._dicom_pixels import check_decodable, decode, output_dtype
+from brrrr.core.io._dicom_sniff import SNIFF_BYTES, has_dicom_prefix, looks_like_dicom
 from brrrr.core.volume import Volume
 
-__all__ = ["DicomSeries", "list_series", "read_dicom"]
+__all__ = ["DicomSeries", "SkippedFilesWarning", "list_series", "read_dicom"]
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 # The tags pydicom stops before (Pixel Data, Float and Double Float Pixel Data),
@@ -76,7 +113,16 @@ _PIXEL_TAGS = {
 }
 # Storage classes that carry pixel data although their name lacks "Image".
 _PIXEL_CLASSES = {"RT Dose Storage", "Segmentation Storage", "Parametric Map Storage"}
-_NOT_DICOM = "not a DICOM image: no 'DICM' prefix at byte 128 and no readable image header"
+_DICOMDIR = "Media Storage Directory Storage"
+_NOT_DICOM = (
+    "not a DICOM image: no 'DICM' prefix at byte 128, and the content does not start "
+    "with DICOM elements"
+)
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class SkippedFilesWarning(UserWarning):
+    """DICOM objects without an image (raw data, presentation states…) were skipped."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +138,7 @@ class DicomSeries:
         rows: ``Rows`` of the first file (pixels along ``j``).
         cols: ``Columns`` of the first file (pixels along ``i``).
         enhanced: Whether the files are enhanced multi-frame (per-frame functional groups).
-        n_frames: Number of 2D images (slices) over all files.
+        n_frames: Number of 2D images (frames) over all files (a mosaic counts as one).
         series_number: ``SeriesNumber``, if any.
     """
 
@@ -108,30 +154,36 @@ class DicomSeries:
     series_number: int | None
 
 
+@dataclass(frozen=True)
+class _Skipped:
+    name: str
+    sop_class: str
+
+
 # -- headers --------------------------------------------------------------------------
 
 
-def _read_header(
-    fp: BinaryIO, name: str, path: Path | None, raw: bytes | None, *, single: bool
-) -> Header | None:
-    """Parse a header; None for a file that is not DICOM or a DICOM object with no image.
+def _is_image_class(name: str) -> bool:
+    return "Image Storage" in name or name in _PIXEL_CLASSES
 
-    A single file given on purpose may lack the preamble (``single=True``); a scanned
-    folder is strict so that a README or a NIfTI is never parsed as DICOM.
+
+def _read_header(
+    fp: IO[bytes], name: str, path: Path | None, raw: bytes | None, *, single: bool, gz: bool
+) -> Header | _Skipped | None:
+    """Parse a header: a Header, a skipped non-image object, or None for non-DICOM content.
+
+    A single file given on purpose that is not DICOM is an error; in a scanned folder
+    it is skipped, so a README or a NIfTI is never parsed as DICOM.
     """
-    forced = False
-    ds: Dataset
+    head = fp.read(SNIFF_BYTES)
+    fp.seek(0)
+    if not looks_like_dicom(head):
+        if single:
+            raise UnsupportedFormatError(_NOT_DICOM, path=name)
+        return None
+    forced = not has_dicom_prefix(head)
     try:
-        ds = pydicom.dcmread(fp, stop_before_pixels=True, force=False)
-    except InvalidDicomError:
-        if not single:
-            return None
-        fp.seek(0)
-        forced = True
-        try:
-            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
-        except Exception:
-            raise UnsupportedFormatError(_NOT_DICOM, path=name) from None
+        ds: Dataset = pydicom.dcmread(fp, stop_before_pixels=True, force=forced)
     except Exception as exc:
         raise VolumeReadError(
             f"cannot parse the DICOM header ({type(exc).__name__}: {exc}); the file is "
@@ -139,11 +191,15 @@ def _read_header(
             path=name,
         ) from None
     pixel_kind = _PIXEL_TAGS.get(fp.read(4))
+    meta = getattr(ds, "file_meta", Dataset())
+    sop = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
+    class_name = UID(sop).name if sop else ""
+    if sop and sop in pydicom.uid.UID_dictionary and not _is_image_class(class_name):
+        # A known non-image class (Philips raw data carries Rows/Columns but no pixels).
+        return _Skipped(name, class_name)
     has_grid = "Rows" in ds and "Columns" in ds
     if has_grid and pixel_kind is not None:
-        return Header(name, path, raw, ds, pixel_kind, forced)
-    if forced:
-        raise UnsupportedFormatError(_NOT_DICOM, path=name)
+        return Header(name, path, raw, ds, pixel_kind, forced, gzipped=gz)
     if has_grid:
         raise VolumeReadError(
             "the header describes an image (Rows, Columns) but the file ends before its "
@@ -154,42 +210,52 @@ def _read_header(
         raise VolumeReadError(
             "pixel data without Rows/Columns: corrupt or truncated header", path=name
         )
-    meta = getattr(ds, "file_meta", Dataset())
-    sop = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
     if not sop or len(ds) == 0:
         raise VolumeReadError(
             "DICOM file with an empty or unidentifiable data set (no SOP Class UID): the "
             "file is probably truncated or corrupt",
             path=name,
         )
-    name_of_class = UID(sop).name
-    if "Image Storage" in name_of_class or name_of_class in _PIXEL_CLASSES:
+    if _is_image_class(class_name):
         raise VolumeReadError(
-            f"{name_of_class} file ends before its image attributes: the file is probably "
-            "truncated",
+            f"{class_name} file ends before its image attributes: the file is probably truncated",
             path=name,
         )
-    return None  # DICOMDIR, structured report, RT structure set, private non-image…
+    return _Skipped(name, class_name)  # a private class without pixel data
 
 
-def _header_of_file(path: Path, *, single: bool) -> Header | None:
+def _header_of_file(path: Path, *, single: bool) -> Header | _Skipped | None:
     try:
         with open(path, "rb") as fp:
-            return _read_header(fp, str(path), path, None, single=single)
+            if fp.read(2) != _GZIP_MAGIC:
+                fp.seek(0)
+                return _read_header(fp, str(path), path, None, single=single, gz=False)
+            fp.seek(0)
+            with gzip.GzipFile(fileobj=fp, mode="rb") as inflated:
+                try:
+                    inflated.peek(1)
+                except (OSError, EOFError) as exc:
+                    if not single:
+                        return None
+                    raise VolumeReadError(f"corrupt gzip stream: {exc}", path=path) from None
+                stream = cast(IO[bytes], inflated)
+                return _read_header(stream, str(path), path, None, single=single, gz=True)
     except OSError as exc:
         raise VolumeReadError(f"cannot read file: {exc.strerror or exc}", path=path) from None
 
 
-def _scan(folder: Path) -> list[Header]:
-    headers = []
+def _scan(folder: Path) -> tuple[list[Header], list[_Skipped]]:
+    headers, skipped = [], []
     for root, dirs, names in os.walk(folder):
         dirs.sort()
         for file_name in sorted(names):
-            header = _header_of_file(Path(root) / file_name, single=False)
-            if header is not None:
-                header.name = os.path.relpath(header.name, folder)
-                headers.append(header)
-    return headers
+            found = _header_of_file(Path(root) / file_name, single=False)
+            if isinstance(found, Header):
+                found.name = os.path.relpath(found.name, folder)
+                headers.append(found)
+            elif isinstance(found, _Skipped):
+                skipped.append(_Skipped(os.path.relpath(found.name, folder), found.sop_class))
+    return headers, skipped
 
 
 def _group(headers: list[Header]) -> dict[str, list[Header]]:
@@ -224,9 +290,9 @@ def _describe(uid: str, headers: list[Header]) -> DicomSeries:
 def list_series(folder: str | os.PathLike[str]) -> list[DicomSeries]:
     """List the image series in a folder, reading headers only.
 
-    Every file under ``folder`` (recursively) is tried. Files that are not DICOM
-    (no ``DICM`` prefix: a README, JSON sidecars…) and DICOM objects without an
-    image (DICOMDIR, structured reports…) are skipped.
+    Every file under ``folder`` (recursively, ``.gz`` files too) is tried. Files that
+    are not DICOM (a README, JSON sidecars…) and DICOM objects without an image
+    (DICOMDIR, raw data, structured reports…) are skipped.
 
     Args:
         folder: The folder to scan.
@@ -241,7 +307,7 @@ def list_series(folder: str | os.PathLike[str]) -> list[DicomSeries]:
     path = Path(folder)
     if not path.is_dir():
         raise VolumeReadError("not a folder", path=path)
-    return [_describe(uid, hs) for uid, hs in _group(_scan(path)).items()]
+    return [_describe(uid, hs) for uid, hs in _group(_scan(path)[0]).items()]
 
 
 def _series_listing(groups: dict[str, list[Header]]) -> str:
@@ -273,319 +339,158 @@ def _select(headers: list[Header], series_uid: str | None, where: str) -> list[H
     return next(iter(groups.values()))
 
 
-# -- pixels ---------------------------------------------------------------------------
-
-_DECODER_HINTS = (
-    (
-        pydicom.uid.JPEGLSTransferSyntaxes,
-        "pylibjpeg with pylibjpeg-libjpeg, pyjpegls, or python-gdcm",
-    ),
-    (
-        pydicom.uid.JPEG2000TransferSyntaxes,
-        "pylibjpeg with pylibjpeg-openjpeg, Pillow, or python-gdcm",
-    ),
-    (pydicom.uid.JPEGTransferSyntaxes, "pylibjpeg with pylibjpeg-libjpeg, or python-gdcm"),
-    (pydicom.uid.RLETransferSyntaxes, "pylibjpeg with pylibjpeg-rle"),
-)
-
-
-def _check_decodable(headers: list[Header]) -> None:
-    from pydicom.pixels import get_decoder
-
-    seen: set[str] = set()
-    for header in headers:
-        uid = header.transfer_syntax
-        if uid in seen:
-            continue
-        seen.add(uid)
-        try:
-            decoder = get_decoder(uid)
-        except NotImplementedError:
-            raise VolumeReadError(
-                f"unknown or unsupported transfer syntax {uid.name} ({uid}): pydicom has no "
-                "decoder for its pixel data",
-                path=header.path or header.name,
-            ) from None
-        if not decoder.is_available:
-            hint = next(
-                (h for uids, h in _DECODER_HINTS if uid in uids), "pylibjpeg or python-gdcm"
-            )
-            raise VolumeReadError(
-                f"pixel data is compressed as {uid.name} ({uid}) and no installed package can "
-                f"decode it; install {hint} (e.g. pip install pylibjpeg pylibjpeg-libjpeg "
-                "pylibjpeg-openjpeg)",
-                path=header.path or header.name,
-            )
-
-
-def _bits_range(ds: Dataset) -> tuple[int, int]:
-    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
-    if int(ds.get("PixelRepresentation") or 0) == 1:
-        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return 0, (1 << bits) - 1
-
-
-def _output_dtype(headers: list[Header], frames: list[Frame]) -> np.dtype:
-    kinds = {h.pixel_kind for h in headers}
-    scales = {(f.slope, f.intercept) for f in frames}
-    if kinds != {"int"}:
-        return np.dtype("float64" if kinds == {"float64"} and scales == {(1.0, 0.0)} else "float32")
-    if len(scales) > 1:
-        return np.dtype("float32")
-    slope, intercept = scales.pop()
-    if not (slope.is_integer() and intercept.is_integer()) or slope == 0:
-        return np.dtype("float32")
-    # The in-place integer rescale goes through ``stored * slope`` first: it must fit too.
-    ends = [
-        v
-        for h in headers
-        for lim in _bits_range(h.ds)
-        for v in (lim * slope, lim * slope + intercept)
-    ]
-    lo, hi = min(ends), max(ends)
-    for size in (1, 2, 4, 8):
-        dtype = np.dtype(f"{'u' if lo >= 0 else 'i'}{size}")
-        info = np.iinfo(dtype)
-        if info.min <= lo and hi <= info.max:
-            return dtype
-    return np.dtype("float64")
-
-
-def _pixels(header: Header) -> Iterator[np.ndarray]:
-    from pydicom.pixels import iter_pixels
-
-    if header.forced:
-        src: Any = pydicom.dcmread(
-            header.path if header.path is not None else io.BytesIO(header.raw or b""), force=True
-        )
-        src.file_meta.TransferSyntaxUID = header.transfer_syntax
-    elif header.path is not None:
-        src = header.path
-    else:
-        src = io.BytesIO(header.raw or b"")
-    yield from iter_pixels(src)
-
-
-def _decode(
-    headers: list[Header], frames: list[Frame], order: np.ndarray, dtype: np.dtype
-) -> np.ndarray:
-    rows, cols = frames[0].shape
-    out = np.empty((len(frames), rows, cols), dtype=dtype)
-    # slots[file][frame number in the file] = k; files are decoded in slice order.
-    slots: dict[int, dict[int, int]] = {}
-    for k, i in enumerate(order):
-        slots.setdefault(frames[i].header, {})[frames[i].index] = k
-    for h, slot in sorted(slots.items(), key=lambda item: min(item[1].values())):
-        header = headers[h]
-        filled = 0
-        try:
-            for f, pixels in enumerate(_pixels(header)):
-                k = slot[f]
-                frame = frames[order[k]]
-                if pixels.shape != (rows, cols):
-                    raise ValueError(
-                        f"decoded frame has shape {pixels.shape}, expected {(rows, cols)}"
-                    )
-                target = out[k]
-                filled += 1
-                if dtype.kind == "f" and (frame.slope != 1 or frame.intercept != 0):
-                    # float64 for the arithmetic, one rounding to float32 at the end.
-                    target[...] = pixels * frame.slope + frame.intercept
-                else:
-                    np.copyto(target, pixels, casting="unsafe")
-                    if frame.slope != 1:
-                        target *= dtype.type(frame.slope)
-                    if frame.intercept != 0:
-                        target += dtype.type(frame.intercept)
-            if filled != header.n_frames:
-                raise ValueError(
-                    f"{filled} frame(s) decoded, the header declares {header.n_frames}"
-                )
-        except (VolumeReadError, UnsupportedFormatError):
-            raise
-        except Exception as exc:
-            uid = header.transfer_syntax
-            raise VolumeReadError(
-                f"cannot decode the pixel data ({uid.name}): {type(exc).__name__}: {exc}; the "
-                "file is probably truncated or corrupt",
-                path=header.path or header.name,
-            ) from None
-    return out
-
-
-# -- metadata -------------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float | pydicom.valuerep.DSfloat | pydicom.valuerep.DSdecimal):
-        return float(value)
-    if isinstance(value, int):
-        return int(value)
-    return str(value)
-
-
-def _lookup(ds: Dataset, *keywords: str) -> Any:
-    """A value at the top level, else in the first item of a functional group."""
-    for keyword in keywords:
-        if ds.get(keyword) not in (None, ""):
-            return ds.get(keyword)
-    groups = [
-        s[0]
-        for s in (
-            ds.get("SharedFunctionalGroupsSequence"),
-            ds.get("PerFrameFunctionalGroupsSequence"),
-        )
-        if s
-    ]
-    for group in groups:
-        for element in group:
-            if element.VR == "SQ" and element.value:
-                for keyword in keywords:
-                    value = element.value[0].get(keyword)
-                    if value not in (None, ""):
-                        return value
-    return None
-
-
-def _metadata(
-    headers: list[Header], frames: list[Frame], stack: Stack, series_uid: str
-) -> dict[str, Any]:
-    ds = headers[0].ds
-    uid = headers[0].transfer_syntax
-    slopes = [frames[i].slope for i in stack.order]
-    intercepts = [frames[i].intercept for i in stack.order]
-    meta: dict[str, Any] = {
-        "format": "dicom",
-        "modality": str(ds.get("Modality") or ""),
-        "series_uid": series_uid,
-        "series_description": str(ds.get("SeriesDescription") or ""),
-        "n_files": len(headers),
-        "n_slices": len(frames),
-        "enhanced": "PerFrameFunctionalGroupsSequence" in ds,
-        "rescale_slope": slopes[0] if len(set(slopes)) == 1 else slopes,
-        "rescale_intercept": intercepts[0] if len(set(intercepts)) == 1 else intercepts,
-        "slice_step_mm": stack.step_mm,
-        "slice_step_source": stack.step_source,
-        "transfer_syntax": str(uid),
-        "transfer_syntax_name": uid.name,
-    }
-    fields: dict[str, tuple[str, ...]] = {
-        "manufacturer": ("Manufacturer",),
-        "manufacturer_model": ("ManufacturerModelName",),
-        "sop_class_uid": ("SOPClassUID",),
-        "study_uid": ("StudyInstanceUID",),
-        "series_number": ("SeriesNumber",),
-        "protocol_name": ("ProtocolName",),
-        "body_part": ("BodyPartExamined",),
-        "patient_position": ("PatientPosition",),
-        "image_type": ("ImageType",),
-        "photometric_interpretation": ("PhotometricInterpretation",),
-        "bits_stored": ("BitsStored",),
-        "rescale_type": ("RescaleType",),
-        "slice_thickness_mm": ("SliceThickness",),
-        "magnetic_field_strength_t": ("MagneticFieldStrength",),
-        "flip_angle_deg": ("FlipAngle",),
-        "kvp": ("KVP",),
-    }
-    for key, keywords in fields.items():
-        value = _lookup(ds, *keywords)
-        if value not in (None, ""):
-            meta[key] = _jsonable(value)
-    timings: dict[str, tuple[str, ...]] = {
-        "repetition_time_s": ("RepetitionTime",),
-        "echo_time_s": ("EchoTime", "EffectiveEchoTime"),
-        "inversion_time_s": ("InversionTime", "InversionTimes"),
-    }
-    for key, keywords in timings.items():
-        value = _lookup(ds, *keywords)
-        if isinstance(value, pydicom.multival.MultiValue | list):
-            value = value[0] if value else None
-        try:
-            if value not in (None, ""):
-                meta[key] = float(value) / 1000.0  # DICOM stores milliseconds
-        except (TypeError, ValueError):
-            pass
-    return meta
+def _warn_skipped(skipped: list[_Skipped], where: str) -> None:
+    worth = [s for s in skipped if s.sop_class != _DICOMDIR]
+    if not worth:
+        return
+    classes: dict[str, list[str]] = {}
+    for s in worth:
+        classes.setdefault(s.sop_class or "unknown class", []).append(s.name)
+    detail = "; ".join(
+        f"{len(names)} {cls} ({', '.join(names[:3])}{' …' if len(names) > 3 else ''})"
+        for cls, names in classes.items()
+    )
+    warnings.warn(
+        f"{where}: skipped {len(worth)} DICOM object(s) without an image: {detail} "
+        "(listed in metadata['skipped_files'])",
+        SkippedFilesWarning,
+        stacklevel=3,
+    )
 
 
 # -- the reader -----------------------------------------------------------------------
+
+
+def _headers_of(
+    source: str | os.PathLike[str] | bytes,
+) -> tuple[list[Header], list[_Skipped], str, Path | None]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        raw = bytes(source)
+        if raw[:2] == _GZIP_MAGIC:
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError) as exc:
+                raise VolumeReadError(f"corrupt gzip stream: {exc}", path="<bytes>") from None
+        found = _read_header(io.BytesIO(raw), "<bytes>", None, raw, single=True, gz=False)
+        if isinstance(found, _Skipped):
+            raise VolumeReadError(
+                f"DICOM {found.sop_class or 'object'} without an image", path="<bytes>"
+            )
+        return ([found] if found else []), [], "<bytes>", None
+    path = Path(source)
+    if path.is_dir():
+        headers, skipped = _scan(path)
+        if not headers:
+            what = f" ({len(skipped)} non-image DICOM object(s) skipped)" if skipped else ""
+            raise VolumeReadError(
+                f"no DICOM image file found in this folder or its subfolders{what}; files "
+                "that are not DICOM and non-image DICOM objects (DICOMDIR, raw data, "
+                "reports…) are skipped",
+                path=path,
+            )
+        return headers, skipped, str(path), path
+    if path.is_file():
+        found = _header_of_file(path, single=True)
+        if isinstance(found, _Skipped):
+            raise VolumeReadError(
+                f"DICOM {found.sop_class or 'object'} without an image (no pixel data)", path=path
+            )
+        return ([found] if found else []), [], str(path), path
+    raise VolumeReadError("no such DICOM file or folder", path=path)
 
 
 def read_dicom(
     source: str | os.PathLike[str] | bytes,
     *,
     series_uid: str | None = None,
+    echo: int | None = None,
+    philips_scaling: PhilipsScaling = "display",
     max_voxels: int | None = None,
     slice_tolerance: float = 0.01,
 ) -> Volume:
     """Read a DICOM file, its bytes, or one series of a folder into a volume.
 
     Args:
-        source: A DICOM file (single- or multi-frame), the bytes of one, or a folder
-            (searched recursively) holding one or several series.
+        source: A DICOM file (single- or multi-frame, mosaic, possibly gzip-compressed),
+            the bytes of one, or a folder (searched recursively) holding one or several
+            series.
         series_uid: The ``SeriesInstanceUID`` to read when the source holds several
             series (:func:`list_series` lists them).
+        echo: Keep only this echo (``EchoNumbers``, else the rank of the echo time,
+            from 1) of a multi-echo series; ``None`` keeps every echo as channels.
+        philips_scaling: ``"display"`` (``RescaleSlope``/``RescaleIntercept``) or
+            ``"precise"`` (Philips' floating-point value; module docstring).
         max_voxels: Refuse, from the headers and before decoding any pixel, a series of
-            more than ``rows × cols × slices`` voxels. ``None`` for no limit.
+            more voxels than this (all channels). ``None`` for no limit.
         slice_tolerance: Largest relative deviation of a gap between slice positions
             from the median gap (0.01 = 1 %); also bounds in-plane shifts of slices.
 
     Returns:
-        A :class:`~brrrr.core.volume.Volume` of shape ``(cols, rows, n_slices)``, RAS+
-        affine, rescaled values (dtype rule in the module docstring), ``metadata``
-        (JSON-serialisable: ``format="dicom"``, modality, series_uid, rescale, slice step,
-        transfer syntax, timing in seconds…) and ``source`` the path (``None`` for bytes).
+        A :class:`~brrrr.core.volume.Volume` of shape ``(cols, rows, n_slices)``, or
+        ``(C, cols, rows, n_slices)`` for a 4-D series (``C`` volumes) or an RGB image
+        (``C = 3``); RAS+ affine, rescaled values (dtype rule in the module docstring),
+        ``metadata`` (JSON-serialisable: ``format="dicom"``, modality, series_uid,
+        rescale, slice step, transfer syntax, timing in seconds, per-volume echo times,
+        b-values and b-vectors, skipped files…) and ``source`` the path (``None`` for
+        bytes).
 
     Raises:
-        DicomSeriesError: Several series and no ``series_uid``; duplicated, missing or
-            unevenly spaced slices; slices differing in orientation, size or spacing.
+        DicomSeriesError: Several series and no ``series_uid``; a localizer; images
+            sharing slice positions that nothing tells apart; missing or unevenly
+            spaced slices; slices differing in orientation, size or spacing; no such
+            echo.
         VolumeTooLargeError: More voxels than ``max_voxels``.
-        VolumeReadError: No DICOM image in the folder; a truncated or corrupt file; pixel
-            data compressed in a format no installed package decodes.
-        UnsupportedFormatError: A single file that is not a DICOM image, or a colour or
-            mosaic image.
-        VolumeReadError: ``source`` is a path that does not exist.
+        MissingDependencyError: Compressed pixel data and no installed decoder (install
+            ``brrrr-core[dicom-codecs]``).
+        VolumeReadError: No DICOM image in the folder; a truncated or corrupt file;
+            ``source`` does not exist; ``"precise"`` scaling without Philips' scale.
+        UnsupportedFormatError: A single file that is not a DICOM image; an image with
+            2 or 4 samples per pixel; an RGB 4-D series.
     """
-    if isinstance(source, bytes | bytearray | memoryview):
-        raw = bytes(source)
-        header = _read_header(io.BytesIO(raw), "<bytes>", None, raw, single=True)
-        headers, where, path = [header] if header else [], "<bytes>", None
-    else:
-        path = Path(source)
-        where = str(path)
-        if path.is_dir():
-            headers = _scan(path)
-            if not headers:
-                raise VolumeReadError(
-                    "no DICOM image file found in this folder or its subfolders (files without "
-                    "the 'DICM' prefix and non-image DICOM objects such as DICOMDIR are skipped)",
-                    path=path,
-                )
-        elif path.is_file():
-            header = _header_of_file(path, single=True)
-            headers = [header] if header else []
-        else:
-            raise VolumeReadError("no such DICOM file or folder", path=path)
+    if philips_scaling not in ("display", "precise"):
+        raise ValueError(f"philips_scaling must be 'display' or 'precise', not {philips_scaling!r}")
+    headers, skipped, where, path = _headers_of(source)
     if not headers:
         raise VolumeReadError("DICOM file without an image (no pixel data)", path=where)
     headers = _select(headers, series_uid, where)
     uid = str(headers[0].ds.get("SeriesInstanceUID") or "")
 
-    frames = [frame for h, header in enumerate(headers) for frame in frames_of(header, h, where)]
-    n_voxels = sum(f.shape[0] * f.shape[1] for f in frames)
+    frames = [
+        frame
+        for h, header in enumerate(headers)
+        for frame in frames_of(header, h, where, philips_scaling=philips_scaling)
+    ]
+    frames = select_echo(frames, echo, where)
+    n_voxels = sum(f.shape[0] * f.shape[1] * headers[f.header].samples for f in frames)
     if max_voxels is not None and n_voxels > max_voxels:
         rows, cols = frames[0].shape
+        samples = headers[frames[0].header].samples
+        shape = f"{cols}×{rows}×{len(frames)}" + (f"×{samples}" if samples > 1 else "")
         raise VolumeTooLargeError(
-            f"the headers declare {n_voxels:,} voxels (shape {cols}×{rows}×{len(frames)}), more "
-            f"than max_voxels={max_voxels:,}; nothing was decoded",
+            f"the headers declare {n_voxels:,} voxels (shape {shape}), more than "
+            f"max_voxels={max_voxels:,}; nothing was decoded",
             path=where,
         )
-    stack = stack_frames(frames, headers, where, slice_tolerance)
-    _check_decodable(headers)
-    dtype = _output_dtype(headers, frames)
-    data = _decode(headers, frames, stack.order, dtype).transpose(2, 1, 0)
-    affine = _LPS_TO_RAS @ stack.affine_lps
-    metadata = _metadata(headers, frames, stack, uid)
+    plan = plan_volumes(frames, headers, where, slice_tolerance)
+    if len(plan.volumes) > 1 and any(h.samples != 1 for h in headers):
+        raise UnsupportedFormatError(
+            f"RGB series with {len(plan.volumes)} volumes: colour images are read as one "
+            "3-channel volume only",
+            path=where,
+        )
+    used = sorted({frames[i].header for volume in plan.volumes for i in volume})
+    check_decodable([headers[h] for h in used])
+    dtype = output_dtype(
+        [headers[h] for h in used], [frames[i] for volume in plan.volumes for i in volume]
+    )
+    data = decode(headers, frames, plan.volumes, dtype).transpose(0, 3, 2, 1)
+    if data.shape[0] == 1:
+        data = data[0]
+    affine = _LPS_TO_RAS @ plan.stack.affine_lps
+    metadata = series_metadata(
+        headers, frames, plan, series_uid=uid, philips_scaling=philips_scaling
+    )
+    if skipped:
+        metadata["skipped_files"] = [{"file": s.name, "sop_class": s.sop_class} for s in skipped]
+        _warn_skipped(skipped, where)
     return Volume(data, affine, metadata=metadata, source=path)

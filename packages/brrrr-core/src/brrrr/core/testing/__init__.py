@@ -3,8 +3,10 @@
 * :func:`write_nifti` / :func:`write_broken_nifti`: tiny NIfTI files, good or
   with one specific fault.
 * :func:`write_dicom_series`: a DICOM series (or one enhanced multi-frame file)
-  from an array and a RAS affine, with shuffled file names, rescale, and
-  optional missing or duplicated slices.
+  from an array and a RAS affine, with shuffled file names, rescale, optional
+  missing or duplicated slices, 4-D volumes (multi-echo, DWI, fMRI), Philips
+  private scaling, compressed pixel data, no preamble;
+  :func:`write_dicom_mosaics`: Siemens mosaics with a CSA header.
 * :func:`write_bids_tree`: a small multi-session BIDS dataset with sidecars,
   events, DWI gradients, phenotype and lesion-mask derivatives.
 * :func:`local_cluster` / :func:`kill_once_plugin` / :func:`snapshot_files`: a real
@@ -24,6 +26,7 @@ from brrrr.core.testing._dask import (
     square_task,
 )
 from brrrr.core.testing._dicom import write_dicom_series
+from brrrr.core.testing._dicom_mosaic import write_dicom_mosaics
 from brrrr.core.testing._files import BrokenKind, write_broken_nifti, write_nifti
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "square_task",
     "write_bids_tree",
     "write_broken_nifti",
+    "write_dicom_mosaics",
     "write_dicom_series",
     "write_nifti",
 ]
