@@ -94,6 +94,52 @@ def _convert_options(
     }
 
 
+def _runner_options(
+    shard_index: Annotated[
+        int | None,
+        typer.Option(
+            "--shard-index",
+            help="Write only this share of the shards (0-based; e.g. $SLURM_ARRAY_TASK_ID). "
+            "The share that finds every share finished writes manifest.json and the card.",
+        ),
+    ] = None,
+    num_shards: Annotated[
+        int | None,
+        typer.Option("--num-shards", help="Number of shares (the SLURM array's size)."),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Write the shards as Dask tasks: a scheduler address (tcp://host:8786) or "
+            "local:N for N local worker processes (needs the dask extra of brrrr-core)."
+        ),
+    ] = None,
+    cluster: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start a dask-jobqueue cluster from this YAML spec (cluster: slurm|pbs, "
+            "jobs, options) and write the shards on it."
+        ),
+    ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="Only merge the share manifests of a finished sharded run into "
+            "manifest.json and the card.",
+        ),
+    ] = False,
+) -> dict[str, Any]:
+    """The distribution options of ``to-hf``, as keywords of ``to_hf`` (``merge`` → ``mode``)."""
+    return {
+        "shard_index": shard_index,
+        "num_shards": num_shards,
+        "scheduler": scheduler,
+        "cluster_spec": cluster,
+        "merge": merge,
+    }
+
+
 def _print_skipped(skipped: list[dict[str, str]]) -> None:
     if skipped:
         typer.echo(f"skipped {len(skipped)} files that failed to load:", err=True)
@@ -103,6 +149,7 @@ def _print_skipped(skipped: list[dict[str, str]]) -> None:
 
 @bids_app.command("to-hf")
 @with_options("options", _convert_options)
+@with_options("runner", _runner_options)
 def to_hf_command(
     root: Root,
     out: Annotated[
@@ -114,17 +161,30 @@ def to_hf_command(
         bool,
         typer.Option("--overwrite", help="Replace an earlier conversion made with other options."),
     ] = False,
+    runner: dict[str, Any],
 ) -> None:
-    """Convert a BIDS dataset to Parquet shards with a manifest and a dataset card (resumable)."""
+    """Convert a BIDS dataset to Parquet shards with a manifest and a dataset card (resumable;
+    one share of the shards per SLURM array task, or on a Dask cluster)."""
     from brrrr.ingest.shards import to_hf
 
-    result = to_hf(root, out, mode="overwrite" if overwrite else "resume", **options)
+    merge = runner.pop("merge")
+    if merge and overwrite:
+        raise typer.BadParameter("--merge keeps what the shares wrote", param_hint="--overwrite")
+    mode: Literal["resume", "overwrite", "merge"] = (
+        "merge" if merge else "overwrite" if overwrite else "resume"
+    )
+    result = to_hf(root, out, mode=mode, **options, **runner)
     manifest = result.manifest
     _print_skipped(manifest.skipped)
-    typer.echo(
-        f"{manifest.num_rows} rows in {manifest.num_shards} shards in {out} "
-        f"({len(result.written)} written, {len(result.reused)} kept from an earlier run)"
-    )
+    done = f"({len(result.written)} written, {len(result.reused)} kept from an earlier run)"
+    if result.merged:
+        typer.echo(f"{manifest.num_rows} rows in {manifest.num_shards} shards in {out} {done}")
+    else:
+        typer.echo(
+            f"share {runner['shard_index']} of {runner['num_shards']}: shards "
+            f"{sorted(manifest.shards)} of {manifest.num_shards} in {out} {done}; the last "
+            "share to finish writes manifest.json (or run again with --merge)"
+        )
 
 
 @bids_app.command("push")

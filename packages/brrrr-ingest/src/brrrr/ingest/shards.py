@@ -26,6 +26,13 @@ SHA-256 and a fingerprint of its inputs. A later run with the same options
 keeps every recorded shard whose file is intact and whose inputs have not
 changed, and writes only the rest.
 
+Beyond one machine (see :mod:`brrrr.ingest._sharded` and ``docs/scale.md``): with
+``shard_index``/``num_shards`` a run writes one contiguous share of the shards (a SLURM
+array task) and records them in a share manifest; the share that finds every share
+finished, or a later ``mode="merge"`` run, writes ``manifest.json`` and the card. With
+``scheduler``/``cluster_spec`` one Dask task per shard writes it on a worker. Either way
+the shards, the manifest and the card are the bytes a single-machine run writes.
+
 Example:
     >>> from brrrr.ingest.shards import to_hf
     >>> result = to_hf("ds004884", "ds004884-hf", level="session")  # doctest: +SKIP
@@ -55,6 +62,9 @@ from brrrr.ingest.rows import Check, Level, LoadReport, OnError, bids_schema, it
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from brrrr.core.distributed import ClusterSpec
+    from brrrr.ingest.index import BidsIndex
+
 __all__ = [
     "DEFAULT_ROW_GROUP_BYTES",
     "DEFAULT_SHARD_BYTES",
@@ -70,6 +80,7 @@ DEFAULT_ROW_GROUP_BYTES = 64 * 10**6
 DATA_DIR = "data"
 
 ShardHook = Callable[[Manifest, ShardRecord, bool], None]
+Mode = Literal["resume", "overwrite", "merge"]
 
 
 @dataclass
@@ -82,6 +93,9 @@ class ConversionResult:
         written: Indices of the shards written by this run.
         reused: Indices of the shards kept from an earlier run.
         report: Files skipped by ``on_error="skip"``.
+        merged: False for a share (``shard_index``) that left the merge to another:
+            ``manifest`` is then its share manifest, and ``OUT/manifest.json`` is not
+            written yet.
     """
 
     out: Path
@@ -89,6 +103,51 @@ class ConversionResult:
     written: list[int] = field(default_factory=list)
     reused: list[int] = field(default_factory=list)
     report: LoadReport = field(default_factory=LoadReport)
+    merged: bool = True
+
+
+@dataclass
+class _Plan:
+    """What a conversion will write, decided before any image byte is read.
+
+    Every share of a sharded run computes the same plan from the same inputs.
+    """
+
+    index: BidsIndex
+    options: dict[str, Any]
+    features: dict[str, Any]
+    columns: dict[str, bool]
+    schema: pa.Schema
+    rows: list[dict[str, Any]]
+    weights: list[int]
+    spans: list[range]
+    fingerprints: list[str]
+    report: LoadReport
+
+    @property
+    def total(self) -> int:
+        return len(self.spans)
+
+    def name(self, shard: int) -> str:
+        return shard_name(shard, self.total)
+
+    def manifest(self) -> Manifest:
+        """A manifest holding no shard yet."""
+        return Manifest(
+            source={"root": str(self.index.root), "name": self.index.description.get("Name")},
+            options=self.options,
+            num_shards=self.total,
+            num_rows=len(self.rows),
+            skipped=[{"path": s.path, "reason": s.reason} for s in self.report.skipped],
+        )
+
+    def row_groups(self, shard: int) -> list[range]:
+        """The row groups of a shard (spans of its rows)."""
+        span = self.spans[shard]
+        budget = self.options["row_group_bytes"]
+        return [
+            g for g in plan_shards(self.weights[span.start : span.stop], shard_bytes=budget) if g
+        ]
 
 
 def parse_size(text: str | int) -> int:
@@ -417,11 +476,15 @@ def to_hf(
     check: Check = "header",
     shard_bytes: int | str = DEFAULT_SHARD_BYTES,
     row_group_bytes: int | str = DEFAULT_ROW_GROUP_BYTES,
-    mode: Literal["resume", "overwrite"] = "resume",
+    mode: Mode = "resume",
     on_shard: ShardHook | None = None,
     uploaded_to: str | None = None,
     repo_id: str | None = None,
     progress: bool = True,
+    shard_index: int | None = None,
+    num_shards: int | None = None,
+    scheduler: str | None = None,
+    cluster_spec: str | os.PathLike[str] | ClusterSpec | None = None,
 ) -> ConversionResult:
     """Convert a BIDS dataset to Parquet shards, a manifest and a dataset card in ``out``.
 
@@ -436,34 +499,54 @@ def to_hf(
         include_derivatives: Also convert ``derivatives/*``.
         on_error: ``"raise"`` or ``"skip"`` files that fail to load; skipped
             files are listed in the manifest and the card.
-        check: ``"header"`` or ``"full"`` (decode every image before embedding it).
+        check: How each image is checked before it is embedded
+            (:data:`brrrr.ingest.header.Check`; ``"full"`` decodes every image).
         shard_bytes: Budget per shard (``500MB`` by default).
         row_group_bytes: Image bytes per Parquet row group: the memory bound.
         mode: ``"resume"`` keeps finished shards of an earlier run with the same
-            options; ``"overwrite"`` starts again.
+            options; ``"overwrite"`` starts again; ``"merge"`` writes nothing but the
+            manifest and the card, from the share manifests of a sharded run (every
+            share must have finished).
         on_shard: Called as ``on_shard(manifest, record, reused)`` after each
             shard is written or kept and the manifest saved, in shard order
-            (:func:`brrrr.ingest.hub.push` uploads from it).
+            (:func:`brrrr.ingest.hub.push` uploads from it). In a sharded run, for
+            this share's shards, with the share manifest.
         uploaded_to: A destination id: shards recorded as uploaded there count
             as finished even when their local file was deleted.
         repo_id: Hub repository named in the card's loading example.
         progress: Show progress bars.
+        shard_index: With ``num_shards``: write only share ``shard_index`` (0-based) of
+            the shards, dealt in ``num_shards`` contiguous shares (a SLURM array task:
+            ``$SLURM_ARRAY_TASK_ID``); every share plans the same shards. The share
+            that finds all shares finished writes the manifest and the card.
+        num_shards: The number of shares (the array's size), not of Parquet shards.
+        scheduler: Run one Dask task per shard: ``"tcp://host:8786"`` (a running
+            ``distributed`` scheduler) or ``"local:N"`` (N local worker processes).
+        cluster_spec: Or a ``dask-jobqueue`` cluster to start for the run (a
+            :class:`~brrrr.core.distributed.ClusterSpec` or its YAML file).
 
     Returns:
-        The :class:`ConversionResult`.
+        The :class:`ConversionResult` (see its ``merged``).
 
     Raises:
         BidsError: Not a BIDS dataset, or a file fails with ``on_error="raise"``.
         ManifestError: ``out`` holds a conversion made with other options and
-            ``mode="resume"``.
+            ``mode="resume"``; with ``mode="merge"``, a shard no share wrote.
+        DistributedError: Bad shard or scheduler arguments; with ``mode="merge"``,
+            a share manifest missing or unfinished (named).
+        MissingDependencyError: A scheduler without ``brrrr-core[dask]`` installed.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm.auto import tqdm
-
-    from brrrr.ingest.card import write_card
+    from brrrr.core.distributed import run_mode
 
     out = Path(out)
+    run = run_mode(
+        shard_index=shard_index,
+        num_shards=num_shards,
+        scheduler=scheduler,
+        cluster_spec=cluster_spec,
+    )
+    if mode == "merge" and run != "here":
+        raise ValueError("mode='merge' takes no shard or scheduler arguments")
     shard_bytes, row_group_bytes = parse_size(shard_bytes), parse_size(row_group_bytes)
     options = {
         "level": level,
@@ -486,13 +569,64 @@ def to_hf(
         include_derivatives=include_derivatives,
     )
     previous = _previous_manifest(out, options, mode)
+    plan = _plan(index, options, root=root, progress=progress)
+    if run != "here" or mode == "merge":
+        from brrrr.ingest import _sharded
+
+        if mode == "merge":
+            return _sharded.merge(plan, out, repo_id=repo_id)
+        if run == "share":
+            assert shard_index is not None
+            assert num_shards is not None
+            return _sharded.run_share(
+                plan,
+                out,
+                previous=previous,
+                shard_index=shard_index,
+                num_shards=num_shards,
+                on_shard=on_shard,
+                uploaded_to=uploaded_to,
+                repo_id=repo_id,
+                progress=progress,
+            )
+        return _sharded.run_dask(
+            plan,
+            out,
+            previous=previous,
+            scheduler=scheduler,
+            cluster_spec=cluster_spec,
+            on_shard=on_shard,
+            uploaded_to=uploaded_to,
+            repo_id=repo_id,
+            progress=progress,
+        )
+    return _convert_here(
+        plan,
+        out,
+        previous=previous,
+        on_shard=on_shard,
+        uploaded_to=uploaded_to,
+        repo_id=repo_id,
+        progress=progress,
+    )
+
+
+def _plan(
+    index: BidsIndex, options: dict[str, Any], *, root: str | os.PathLike[str], progress: bool
+) -> _Plan:
+    """Rows (header facts only), shards, row groups and fingerprints of a conversion."""
+    level = options["level"]
     features = bids_schema(index, level=level)
     columns = image_columns(features)
-    schema = arrow_schema(features)
     report = LoadReport()
     rows = list(
         iter_rows(
-            index, level=level, on_error=on_error, check=check, report=report, progress=progress
+            index,
+            level=level,
+            on_error=options["on_error"],
+            check=options["check"],
+            report=report,
+            progress=progress,
         )
     )
     if not rows:
@@ -501,30 +635,61 @@ def to_hf(
         )
     paths = [[path for _, _, path in _cells(row, columns)] for row in rows]
     weights = [sum(os.path.getsize(p) for p in row) for row in paths]
-    plan = plan_shards(weights, shard_bytes=shard_bytes)
-    total = len(plan)
-    manifest = Manifest(
-        source={"root": str(index.root), "name": index.description.get("Name")},
-        options=options,
-        num_shards=total,
-        num_rows=len(rows),
-        skipped=[{"path": s.path, "reason": s.reason} for s in report.skipped],
-    )
-    (out / DATA_DIR).mkdir(parents=True, exist_ok=True)
-    _clean_stale(out, {shard_name(i, total) for i in range(total)})
-    result = ConversionResult(out=out, manifest=manifest, report=report)
-    bar = tqdm(
-        total=sum(len(r) for r in plan), desc="writing shards", unit="row", disable=not progress
-    )
-    previous_files: dict[int, dict[str, FileRecord]] = {}
-    for relpath, file_record in ({} if previous is None else previous.files).items():
-        previous_files.setdefault(file_record.shard, {})[relpath] = file_record
+    spans = plan_shards(weights, shard_bytes=options["shard_bytes"])
     fingerprints = [
         _fingerprint(features, rows[span.start : span.stop], [p for r in span for p in paths[r]])
-        for span in plan
+        for span in spans
     ]
+    return _Plan(
+        index=index,
+        options=options,
+        features=features,
+        columns=columns,
+        schema=arrow_schema(features),
+        rows=rows,
+        weights=weights,
+        spans=spans,
+        fingerprints=fingerprints,
+        report=report,
+    )
+
+
+def _files_by_shard(manifest: Manifest | None) -> dict[int, dict[str, FileRecord]]:
+    """A manifest's file records grouped by shard, each group in recorded order."""
+    grouped: dict[int, dict[str, FileRecord]] = {}
+    for relpath, record in ({} if manifest is None else manifest.files).items():
+        grouped.setdefault(record.shard, {})[relpath] = record
+    return grouped
+
+
+def _convert_here(
+    plan: _Plan,
+    out: Path,
+    *,
+    previous: Manifest | None,
+    on_shard: ShardHook | None,
+    uploaded_to: str | None,
+    repo_id: str | None,
+    progress: bool,
+) -> ConversionResult:
+    """The single-machine conversion: every shard, in order, in this process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from brrrr.ingest.card import write_card
+
+    rows, spans, total = plan.rows, plan.spans, plan.total
+    manifest = plan.manifest()
+    (out / DATA_DIR).mkdir(parents=True, exist_ok=True)
+    _clean_stale(out, {shard_name(i, total) for i in range(total)})
+    result = ConversionResult(out=out, manifest=manifest, report=plan.report)
+    bar = tqdm(
+        total=sum(len(r) for r in spans), desc="writing shards", unit="row", disable=not progress
+    )
+    previous_files = _files_by_shard(previous)
     kept: dict[int, ShardRecord] = {}
-    for shard, fingerprint in enumerate(fingerprints):
+    for shard, fingerprint in enumerate(plan.fingerprints):
         old = None if previous is None else previous.shards.get(shard)
         if old is not None and _reusable(
             old, out, shard_name(shard, total), fingerprint, uploaded_to
@@ -532,20 +697,19 @@ def to_hf(
             kept[shard] = old
     groups: list[_Job] = [
         (shard, group)
-        for shard, span in enumerate(plan)
+        for shard in range(total)
         if shard not in kept
-        for group in plan_shards(weights[span.start : span.stop], shard_bytes=row_group_bytes)
-        if group
+        for group in plan.row_groups(shard)
     ]
 
     def read(job: _Job) -> _Images:
         shard, group = job
-        first = plan[shard].start
+        first = spans[shard].start
         return _read_images(
             rows[first + group.start : first + group.stop],
             group.start,
-            columns=columns,
-            root=index.root,
+            columns=plan.columns,
+            root=plan.index.root,
         )
 
     # One thread reads and hashes the images of the next row group (of this shard or the
@@ -553,7 +717,7 @@ def to_hf(
     # release the GIL).
     with ThreadPoolExecutor(1, thread_name_prefix="brrrr-read") as reader:
         loaded = _read_ahead(reader, read, groups)
-        for shard, span in enumerate(plan):
+        for shard, span in enumerate(spans):
             if shard in kept:
                 manifest.shards[shard] = kept[shard]
                 manifest.files |= previous_files.get(shard, {})
@@ -566,10 +730,10 @@ def to_hf(
                     rows[span.start : span.stop],
                     ((group, images) for (_, group), images in itertools.islice(loaded, n_groups)),
                     shard=shard,
-                    schema=schema,
-                    columns=columns,
+                    schema=plan.schema,
+                    columns=plan.columns,
                 )
-                record.fingerprint = fingerprints[shard]
+                record.fingerprint = plan.fingerprints[shard]
                 manifest.shards[shard] = record
                 manifest.files |= files
                 result.written.append(shard)
@@ -578,16 +742,16 @@ def to_hf(
             if on_shard is not None:
                 on_shard(manifest, manifest.shards[shard], shard in result.reused)
     bar.close()
-    write_card(out, index=index, manifest=manifest, features=features, repo_id=repo_id)
+    write_card(out, index=plan.index, manifest=manifest, features=plan.features, repo_id=repo_id)
     manifest.complete = True
     manifest.save(out)
     return result
 
 
 def _previous_manifest(out: Path, options: dict[str, Any], mode: str) -> Manifest | None:
-    if mode not in ("resume", "overwrite"):
-        raise ValueError(f"mode must be 'resume' or 'overwrite', got {mode!r}")
-    if mode == "overwrite" or not (out / "manifest.json").is_file():
+    if mode not in ("resume", "overwrite", "merge"):
+        raise ValueError(f"mode must be 'resume', 'overwrite' or 'merge', got {mode!r}")
+    if mode in ("overwrite", "merge") or not (out / "manifest.json").is_file():
         return None
     previous = Manifest.load(out)
     if previous.options != options:
