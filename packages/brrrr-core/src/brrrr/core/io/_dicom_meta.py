@@ -12,7 +12,10 @@ tell its volumes apart and the diffusion encoding:
   frame*, the components along the volume's voxel axes ``i``, ``j``, ``k`` (FSL's
   ``bvecs`` are these with ``i`` negated when the affine's determinant is positive).
 
-A single diffusion volume has ``b_value`` and ``b_vector`` instead.
+A single diffusion volume has ``b_value`` and ``b_vector`` instead. Diffusion fields
+appear when a b-value is non-zero, differs between volumes, or the series says it is
+diffusion (``DIFFUSION`` in ``ImageType``, the standard diffusion attributes): Philips
+writes a b-value of 0 into the private header of every MR image.
 """
 
 from __future__ import annotations
@@ -66,6 +69,11 @@ _TIMINGS: dict[str, tuple[str, ...]] = {
     "echo_time_s": ("EchoTime", "EffectiveEchoTime"),
     "inversion_time_s": ("InversionTime", "InversionTimes"),
 }
+_TIMING_KEYS = {
+    "repetition_time_s": "RepetitionTime",
+    "echo_time_s": "EchoTime",
+    "inversion_time_s": "InversionTime",
+}
 
 
 def jsonable(value: Any) -> Any:
@@ -113,13 +121,18 @@ def _image_frame(vector: Any, affine_lps: np.ndarray) -> list[float]:
     return [round(float(v), 6) for v in axes.T @ np.asarray(vector, dtype=np.float64)]
 
 
-def _diffusion(meta: dict[str, Any], plan: Plan) -> None:
+def _is_diffusion(ds: Dataset) -> bool:
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    return "DIFFUSION" in image_type or "DiffusionBValue" in ds or "MRDiffusionSequence" in ds
+
+
+def _diffusion(meta: dict[str, Any], plan: Plan, ds: Dataset) -> None:
     values = plan.values
     bs = [v.get("DiffusionBValue") for v in values]
     if all(b is None for b in bs):
         return
-    if not any(b for b in bs) and "DiffusionBValue" not in plan.keys:
-        return  # b = 0 on every image: a vendor default, not a diffusion series
+    if not any(bs) and "DiffusionBValue" not in plan.keys and not _is_diffusion(ds):
+        return  # b = 0 in a vendor's private tag of a series that is not diffusion
     gs = [v.get("DiffusionGradient") for v in values]
     vectors = [None if g is None else _image_frame(g, plan.stack.affine_lps) for g in gs]
     if len(values) == 1:
@@ -137,8 +150,9 @@ def series_metadata(
     philips_scaling: str,
 ) -> dict[str, Any]:
     """The metadata of one read (module docstring)."""
-    ds = headers[0].ds
-    uid = headers[0].transfer_syntax
+    first = headers[frames[plan.volumes[0][0]].header]  # of the first volume read
+    ds = first.ds
+    uid = first.transfer_syntax
     used = [frames[i] for volume in plan.volumes for i in volume]
     meta: dict[str, Any] = {
         "format": "dicom",
@@ -148,7 +162,7 @@ def series_metadata(
         "n_files": len({f.header for f in used}),
         "n_slices": len(plan.volumes[0]),
         "enhanced": "PerFrameFunctionalGroupsSequence" in ds,
-        "mosaic": headers[0].mosaic is not None,
+        "mosaic": first.mosaic is not None,
         "rescale_slope": _one_or_all([f.slope for f in used]),
         "rescale_intercept": _one_or_all([f.intercept for f in used]),
         "slice_step_mm": plan.stack.step_mm,
@@ -156,7 +170,7 @@ def series_metadata(
         "transfer_syntax": str(uid),
         "transfer_syntax_name": uid.name,
     }
-    if headers[0].samples == 3:
+    if first.samples == 3:
         meta["channels"] = "RGB"
     scales = [f.philips_scale for f in used if f.philips_scale is not None]
     if scales:
@@ -166,8 +180,12 @@ def series_metadata(
         value = _lookup(ds, *keywords)
         if value not in (None, ""):
             meta[key] = jsonable(value)
+    keys = frames[plan.volumes[0][0]].keys
     for key, keywords in _TIMINGS.items():
-        value = _lookup(ds, *keywords)
+        # The first image read says it best (per-frame groups, one echo of several).
+        value = keys.get(_TIMING_KEYS[key])
+        if value is None:
+            value = _lookup(ds, *keywords)
         if isinstance(value, pydicom.multival.MultiValue | list):
             value = value[0] if value else None
         try:
@@ -175,7 +193,7 @@ def series_metadata(
                 meta[key] = float(value) / 1000.0  # DICOM stores milliseconds
         except (TypeError, ValueError):
             pass
-    mosaic = headers[0].mosaic
+    mosaic = first.mosaic
     if mosaic is not None and mosaic.slice_times_s is not None:
         tiles = [frames[i].tile for i in plan.volumes[0]]
         meta["slice_times_s"] = [mosaic.slice_times_s[t] for t in tiles if t is not None]
@@ -193,5 +211,5 @@ def series_metadata(
             elif name not in ("ImageType", "ComplexImageComponent", "StackID"):
                 column = [None if c is None else int(c) for c in column]
             meta[key] = column
-    _diffusion(meta, plan)
+    _diffusion(meta, plan, ds)
     return meta

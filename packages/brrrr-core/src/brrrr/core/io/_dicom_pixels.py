@@ -124,6 +124,8 @@ def _pixels(header: Header) -> Iterator[np.ndarray]:
     if header.forced:
         src = pydicom.dcmread(src, force=True)
         src.file_meta.TransferSyntaxUID = header.transfer_syntax
+    elif header.transfer_syntax == pydicom.uid.DeflatedExplicitVRLittleEndian:
+        src = pydicom.dcmread(src)  # iter_pixels reads a path or stream only up to deflate
     yield from iter_pixels(src)
 
 

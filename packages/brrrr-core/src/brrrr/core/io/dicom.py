@@ -192,6 +192,12 @@ def _read_header(
         ) from None
     pixel_kind = _PIXEL_TAGS.get(fp.read(4))
     meta = getattr(ds, "file_meta", Dataset())
+    if meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian:
+        # pydicom inflates into a buffer of its own: fp says nothing about what follows.
+        fp.seek(0)
+        ds = pydicom.dcmread(fp, force=forced)
+        kinds = {"PixelData": "int", "FloatPixelData": "float32", "DoubleFloatPixelData": "float64"}
+        pixel_kind = next((kind for keyword, kind in kinds.items() if keyword in ds), None)
     sop = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
     class_name = UID(sop).name if sop else ""
     if sop and sop in pydicom.uid.UID_dictionary and not _is_image_class(class_name):
