@@ -33,8 +33,13 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from brrrr.core.errors import UnsupportedFormatError, VolumeReadError
-from brrrr.core.io._dicom_mosaic import MosaicLayout, csa_image_header, csa_value, is_mosaic
-from brrrr.core.io._dicom_mosaic import mosaic_layout as _mosaic_layout
+from brrrr.core.io._dicom_mosaic import (
+    MosaicLayout,
+    csa_image_header,
+    csa_value,
+    is_mosaic,
+    mosaic_layout,
+)
 
 __all__ = ["IDENTIFIERS", "Frame", "Header", "PhilipsScaling", "frames_of", "private_value"]
 
@@ -415,7 +420,7 @@ def frames_of(
                 **common,
             )
             return [frame]
-        layout = _mosaic_layout(
+        layout = mosaic_layout(
             ds,
             csa if csa is not None else csa_image_header(ds),
             position=geometry[0],
