@@ -74,8 +74,44 @@ def cache(
     ] = ["*=mri"],  # noqa: B006 - Typer reads the default, it is never mutated
     workers: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
     force: Annotated[bool, typer.Option(help="Rebuild every entry.")] = False,
+    shard_index: Annotated[
+        int | None,
+        typer.Option(
+            "--shard-index",
+            help="Build only this share of the images (0-based; e.g. $SLURM_ARRAY_TASK_ID). "
+            "The share that finds every share finished writes cache/manifest.json.",
+        ),
+    ] = None,
+    num_shards: Annotated[
+        int | None,
+        typer.Option("--num-shards", help="Number of shares (the SLURM array's size)."),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Build as Dask tasks: a scheduler address (tcp://host:8786) or local:N "
+            "for N local worker processes (needs the dask extra of brrrr-core)."
+        ),
+    ] = None,
+    cluster: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start a dask-jobqueue cluster from this YAML spec (cluster: slurm|pbs, "
+            "jobs, options) and build on it."
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per Dask task.")] = 4,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="Only merge the share manifests of a finished sharded build into "
+            "cache/manifest.json (metadata.json is not rescanned).",
+        ),
+    ] = False,
 ) -> None:
-    """Scan the dataset, write metadata.json, and build (or resume) the uint8 cache."""
+    """Scan the dataset, write metadata.json, and build (or resume) the uint8 cache:
+    here, as one share of a SLURM array, or on a Dask cluster."""
     from brrrr.preprocess.neurovfm.cache import CacheManager
     from brrrr.preprocess.neurovfm.metadata import DatasetMetadata
 
@@ -87,14 +123,27 @@ def cache(
                 f"{item!r}: use PATTERN=mri or PATTERN=ct", param_hint="--mode"
             )
         mapping[pattern] = value
-    DatasetMetadata.from_directory(root, mapping).save(root / "metadata.json")
     manager = CacheManager(root)
-    report = manager.build(num_workers=workers, force=force)
+    if merge:
+        report = manager.merge_shares()
+    else:
+        # Every share scans the same tree into the same bytes (written atomically).
+        DatasetMetadata.from_directory(root, mapping).save(root / "metadata.json")
+        report = manager.build(
+            num_workers=workers,
+            force=force,
+            shard_index=shard_index,
+            num_shards=num_shards,
+            scheduler=scheduler,
+            cluster_spec=cluster,
+            batch_size=batch_size,
+        )
     stats = manager.stats()
+    where = "" if shard_index is None else f"share {shard_index} of {num_shards}: "
     typer.echo(
-        f"built {len(report.built)}, rebuilt {len(report.rebuilt)}, reused {len(report.reused)}, "
-        f"failed {len(report.failed)}; cache holds {stats.cached}/{stats.images} images "
-        f"({stats.bytes / 1e6:.1f} MB)"
+        f"{where}built {len(report.built)}, rebuilt {len(report.rebuilt)}, "
+        f"reused {len(report.reused)}, failed {len(report.failed)}; cache holds "
+        f"{stats.cached}/{stats.images} images ({stats.bytes / 1e6:.1f} MB)"
     )
     for name, error in report.failed.items():
         typer.echo(f"failed: {name}: {error}", err=True)

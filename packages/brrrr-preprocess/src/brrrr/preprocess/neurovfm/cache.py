@@ -42,6 +42,14 @@ manifest, written when a build ends, is only an index; entries are found by key)
 :meth:`CacheManager.build` checks existing entries against their recorded
 SHA-256 (``verify="checksum"``) and rebuilds any that do not match.
 
+Beyond one machine (see :mod:`brrrr.preprocess.neurovfm._cache_sharded`): ``build``
+with ``shard_index``/``num_shards`` prepares one contiguous share of the images (a
+SLURM array task) and writes ``cache/manifest.share-I-of-N.json``; the share that finds
+every share finished (or :meth:`CacheManager.merge_shares`) writes the manifest. With
+``scheduler``/``cluster_spec`` Dask tasks prepare batches of images on workers. Entries
+are content-addressed and committed by their ``entry.json``, so a task rerun after its
+worker died finds them; the manifest has the content a single-machine build writes.
+
 Example:
     >>> cache = CacheManager("/data")                          # doctest: +SKIP
     >>> report = cache.build(num_workers=8)                     # doctest: +SKIP
@@ -57,11 +65,11 @@ import math
 import mmap
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -83,6 +91,9 @@ from brrrr.preprocess.neurovfm._cache_entry import (
 )
 from brrrr.preprocess.neurovfm.metadata import METADATA_FILE, DatasetMetadata, ImageRecord
 from brrrr.preprocess.neurovfm.settings import Mode, PrepareSettings, View
+
+if TYPE_CHECKING:
+    from brrrr.core.distributed import ClusterSpec
 
 __all__ = [
     "CACHE_DIR",
@@ -210,14 +221,18 @@ class CacheManager:
             self._manifest = self._read_manifest()
         return self._manifest
 
-    def _read_manifest(self) -> dict[str, Any]:
-        empty = {
+    @staticmethod
+    def _empty_manifest() -> dict[str, Any]:
+        return {
             "format": _MANIFEST_FORMAT,
             "version": CACHE_FORMAT,
             "images": {},
             "sources": {},
             "failed": {},
         }
+
+    def _read_manifest(self) -> dict[str, Any]:
+        empty = self._empty_manifest()
         if not self.manifest_path.is_file():
             return empty
         try:
@@ -363,9 +378,13 @@ class CacheManager:
 
     # -- building --------------------------------------------------------------------
     def _hash_sources(
-        self, images: Iterable[ImageRecord], pool: ProcessPoolExecutor | None, progress: bool
+        self,
+        images: Iterable[ImageRecord],
+        pool: ProcessPoolExecutor | None,
+        progress: bool,
+        manifest: dict[str, Any],
     ) -> dict[str, str]:
-        known: dict[str, Any] = self.manifest["sources"]
+        known: dict[str, Any] = manifest["sources"]
         hashes: dict[str, str] = {}
         stamps: dict[str, list[int]] = {}
         for record in images:
@@ -400,12 +419,17 @@ class CacheManager:
         on_error: Literal["raise", "record"] = "raise",
         device: str | None = None,
         progress: Literal["bar", "none"] = "bar",
+        shard_index: int | None = None,
+        num_shards: int | None = None,
+        scheduler: str | None = None,
+        cluster_spec: str | os.PathLike[str] | ClusterSpec | None = None,
+        batch_size: int = 4,
     ) -> BuildReport:
         """Prepare every image of the metadata that has no valid entry.
 
         Args:
             num_workers: Worker processes (``os.cpu_count()`` when None; 0 builds
-                in this process).
+                in this process). With ``scheduler``, unused (the cluster's workers).
             force: Rebuild every entry even when it is valid.
             verify: How existing entries are checked before being reused:
                 ``"checksum"`` (SHA-256 of both files), ``"size"``, or ``"none"``
@@ -415,67 +439,178 @@ class CacheManager:
                 ``"record"``: only record them (report and manifest).
             device: Device for ``load_and_prepare`` (not part of the key).
             progress: ``"bar"`` shows tqdm progress bars.
+            shard_index: With ``num_shards``: prepare only share ``shard_index``
+                (0-based) of the images, dealt in ``num_shards`` contiguous shares in
+                metadata order (a SLURM array task). The share writes
+                ``cache/manifest.share-I-of-N.json``; the one that finds every share
+                finished merges them into ``cache/manifest.json``.
+            num_shards: The number of shares.
+            scheduler: Prepare batches of images as Dask tasks: ``"tcp://host:8786"``
+                or ``"local:N"`` (needs ``brrrr-core[dask]``).
+            cluster_spec: Or a ``dask-jobqueue`` cluster to start for the build (a
+                :class:`~brrrr.core.distributed.ClusterSpec` or its YAML file).
+            batch_size: Images per Dask task.
 
         Returns:
-            What was built, rebuilt, reused and what failed.
+            What was built, rebuilt, reused and what failed (in a share: its images).
 
         Raises:
             CacheBuildError: With ``on_error="raise"``, when any image failed.
             MetadataError: ``root/metadata.json`` is missing or malformed.
+            DistributedError: Bad shard or scheduler arguments.
         """
+        from brrrr.core.distributed import run_mode
+
+        run = run_mode(
+            shard_index=shard_index,
+            num_shards=num_shards,
+            scheduler=scheduler,
+            cluster_spec=cluster_spec,
+        )
         self.refresh()
+        if run != "here":
+            from brrrr.preprocess.neurovfm import _cache_sharded
+
+            if run == "share":
+                assert shard_index is not None
+                assert num_shards is not None
+                report = _cache_sharded.build_share(
+                    self,
+                    shard_index=shard_index,
+                    num_shards=num_shards,
+                    num_workers=num_workers,
+                    force=force,
+                    verify=verify,
+                    device=device,
+                    progress=progress == "bar",
+                )
+            else:
+                report = _cache_sharded.build_dask(
+                    self,
+                    scheduler=scheduler,
+                    cluster_spec=cluster_spec,
+                    batch_size=batch_size,
+                    force=force,
+                    verify=verify,
+                    device=device,
+                    progress=progress == "bar",
+                )
+            self._raise_failures(report, on_error)
+            return report
         images = self.metadata.images
         workers = (os.cpu_count() or 1) if num_workers is None else num_workers
-        show = progress == "bar"
         report = BuildReport()
         manifest = self.manifest
-        manifest["settings"] = self.settings.as_dict()
-        manifest["failed"] = {}
         pool = ProcessPoolExecutor(workers, initializer=init_worker) if workers > 0 else None
         keys: dict[str, str] = {}
         try:
-            hashes = self._hash_sources(images, pool, show)
-            pending: dict[str, list[ImageRecord]] = {}
-            repair: set[str] = set()
-            for image in images:
-                settings = settings_for_mode(self.settings, image.mode)
-                key = entry_key(hashes[image.path], image.mode, settings)
-                keys[image.name] = key
-                if key in pending:
-                    pending[key].append(image)
-                    continue
-                valid = None if force else self._valid_entry(key, verify)
-                if valid is not None:
-                    manifest["images"][image.name] = self._image_record(image, valid)
-                    report.reused.append(image.name)
-                    continue
-                pending[key] = [image]
-                if force or (self._entry_dir(key) / "entry.json").exists():
-                    repair.add(key)
-            self._run(pending, repair, pool, device, report, show)
+            self._build_into(
+                manifest,
+                images,
+                pool=pool,
+                force=force,
+                verify=verify,
+                device=device,
+                report=report,
+                show=progress == "bar",
+                keys=keys,
+            )
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
-            # Drop records of images that left the metadata, failed, or whose key changed
-            # (an interrupted build keeps the records it did not get to).
-            names = {image.name for image in images}
-            for name, record in list(manifest["images"].items()):
-                if (
-                    name not in names
-                    or name in report.failed
-                    or keys.get(name, record["key"]) != record["key"]
-                ):
-                    del manifest["images"][name]
-            paths = {image.path for image in images}
-            manifest["sources"] = {p: h for p, h in manifest["sources"].items() if p in paths}
+            self._tidy(manifest, images, report, keys)
             self._write_manifest()
+        self._raise_failures(report, on_error)
+        return report
+
+    def _raise_failures(self, report: BuildReport, on_error: str) -> None:
         if report.failed and on_error == "raise":
+            total = (
+                len(report.built) + len(report.rebuilt) + len(report.reused) + len(report.failed)
+            )
             lines = "\n".join(f"  {n}: {m}" for n, m in sorted(report.failed.items()))
             raise CacheBuildError(
-                f"{len(report.failed)} of {len(images)} images could not be prepared "
+                f"{len(report.failed)} of {total} images could not be prepared "
                 f"(the others are cached):\n{lines}",
                 path=self.root,
             )
+
+    def _build_into(
+        self,
+        manifest: dict[str, Any],
+        images: Sequence[ImageRecord],
+        *,
+        pool: ProcessPoolExecutor | None,
+        force: bool,
+        verify: Verify,
+        device: str | None,
+        report: BuildReport,
+        show: bool,
+        keys: dict[str, str],
+    ) -> None:
+        """Build the entries ``images`` lack, recording them in ``manifest`` and ``keys``."""
+        manifest["settings"] = self.settings.as_dict()
+        manifest["failed"] = {}
+        hashes = self._hash_sources(images, pool, show, manifest)
+        pending: dict[str, list[ImageRecord]] = {}
+        repair: set[str] = set()
+        for image in images:
+            settings = settings_for_mode(self.settings, image.mode)
+            key = entry_key(hashes[image.path], image.mode, settings)
+            keys[image.name] = key
+            if key in pending:
+                pending[key].append(image)
+                continue
+            valid = None if force else self._valid_entry(key, verify)
+            if valid is not None:
+                manifest["images"][image.name] = self._image_record(image, valid)
+                report.reused.append(image.name)
+                continue
+            pending[key] = [image]
+            if force or (self._entry_dir(key) / "entry.json").exists():
+                repair.add(key)
+        self._run(pending, repair, pool, device, report, show, manifest)
+
+    @staticmethod
+    def _tidy(
+        manifest: dict[str, Any],
+        images: Sequence[ImageRecord],
+        report: BuildReport,
+        keys: Mapping[str, str],
+    ) -> None:
+        """Drop records of images that left ``images``, failed, or whose key changed
+        (an interrupted build keeps the records it did not get to), and of sources no
+        image uses."""
+        names = {image.name for image in images}
+        for name, record in list(manifest["images"].items()):
+            if (
+                name not in names
+                or name in report.failed
+                or keys.get(name, record["key"]) != record["key"]
+            ):
+                del manifest["images"][name]
+        paths = {image.path for image in images}
+        manifest["sources"] = {p: h for p, h in manifest["sources"].items() if p in paths}
+
+    def merge_shares(self, *, on_error: Literal["raise", "record"] = "raise") -> BuildReport:
+        """Write ``cache/manifest.json`` from the share manifests of a finished sharded build.
+
+        Needed only when no share could see the others finish (the last one merges).
+
+        Returns:
+            The images of the merged manifest, as ``reused``, and those that failed.
+
+        Raises:
+            DistributedError: A share manifest is missing or unfinished (named), or two
+                shares disagree.
+            CacheError: A share was built with other settings (named).
+            CacheBuildError: With ``on_error="raise"``, when any image failed.
+        """
+        from brrrr.preprocess.neurovfm import _cache_sharded
+
+        self.refresh()
+        report = _cache_sharded.merge(self, num_shards=None)
+        self._raise_failures(report, on_error)
         return report
 
     def _image_record(self, image: ImageRecord, entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -489,9 +624,8 @@ class CacheManager:
         device: str | None,
         report: BuildReport,
         show: bool,
+        manifest: dict[str, Any],
     ) -> None:
-        manifest = self.manifest
-
         def args(key: str) -> tuple[Any, ...]:
             first = pending[key][0]
             return (
