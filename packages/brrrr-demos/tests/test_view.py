@@ -232,3 +232,17 @@ def test_the_same_head_stored_lps_draws_the_same_picture(
     assert overlap > 0.9
     difference = np.abs(shots["RAS"].astype(int) - shots["LPS"].astype(int)).max(axis=-1)
     assert (difference > 60).mean() < 0.01
+
+
+@pytest.mark.slow
+def test_without_webgl_the_page_says_so(
+    chromium: str, tmp_path: Path, phantom: tuple[Volume, Volume]
+) -> None:
+    page = View(phantom[0]).to_html(tmp_path / "nogl.html")
+    shot = testing.capture(
+        page, tmp_path / "nogl.png", size=(600, 300), extra_flags=["--disable-3d-apis"]
+    )
+    (state,) = testing.viewer_states(shot.dom)
+    assert state["status"] == "error"
+    assert state["error"] == "this browser has no WebGL2, which NiiVue needs"
+    assert "brrrr viewer: this browser has no WebGL2" in shot.dom  # shown to the person too
