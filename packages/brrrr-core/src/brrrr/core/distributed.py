@@ -130,7 +130,7 @@ def run_mode(
     shard_index: int | None = None,
     num_shards: int | None = None,
     scheduler: str | None = None,
-    cluster_spec: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    cluster_spec: str | os.PathLike[str] | ClusterSpec | None = None,
 ) -> RunMode:
     """Which way a job runs, from the arguments every distributed command takes.
 
