@@ -64,12 +64,6 @@ def _imports(path: Path) -> set[str]:
     return {n for n in names if n.startswith("brrrr.")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="brrrr.ingest.shards <-> brrrr.ingest._sharded (to_hf imports the Dask/share driver "
-    "lazily, which imports shards' private helpers), added with the shard runner; the shared "
-    "shard writer is to move into a module below both",
-)
 def test_there_is_no_import_circle() -> None:
     graph = {
         name: {m for m in _imports(path) if m in MODULES and m != name}

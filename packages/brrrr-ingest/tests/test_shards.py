@@ -147,7 +147,7 @@ def test_a_killed_process_resumes(bids_root: Path, tmp_path: Path) -> None:
 def test_a_read_failing_mid_shard_leaves_finished_shards_and_no_partial_file(
     bids_root: Path, tmp_path: Path, converted: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import brrrr.ingest.shards as shards
+    import brrrr.ingest._shard_writer as shards
 
     # A file of shard 2 fails to read, in the thread that reads ahead of the writer.
     target = next(p for p, r in Manifest.load(converted).files.items() if r.shard == 2)

@@ -35,11 +35,8 @@ from brrrr.core.distributed import (
     share_path,
 )
 from brrrr.core.files import atomic_write
-from brrrr.ingest.errors import ManifestError
-from brrrr.ingest.manifest import FileRecord, Manifest, ShardRecord
-from brrrr.ingest.shards import (
+from brrrr.ingest._shard_writer import (
     DATA_DIR,
-    ConversionResult,
     ShardHook,
     _clean_stale,
     _files_by_shard,
@@ -50,11 +47,14 @@ from brrrr.ingest.shards import (
     _write_shard,
     shard_name,
 )
+from brrrr.ingest.errors import ManifestError
+from brrrr.ingest.manifest import FileRecord, Manifest, ShardRecord
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from brrrr.core.distributed import ClusterSpec
+    from brrrr.ingest.shards import ConversionResult
 
 __all__ = ["ShardTask", "convert_shard", "merge", "run_dask", "run_share"]
 
@@ -239,8 +239,8 @@ def _finish(
     return manifest
 
 
-def merge(plan: _Plan, out: Path, *, repo_id: str | None) -> ConversionResult:
-    """Merge the share manifests of a finished sharded run (``mode="merge"``).
+def _merge_shares(plan: _Plan, out: Path, *, repo_id: str | None) -> tuple[Manifest, list[int]]:
+    """The merged manifest, and the shards the shares recorded.
 
     Raises:
         DistributedError: A share manifest is missing (named).
@@ -269,13 +269,26 @@ def merge(plan: _Plan, out: Path, *, repo_id: str | None) -> ConversionResult:
     for share in shares:
         for shard, group in _files_by_shard(share).items():
             files.setdefault(shard, {}).update(group)
-    manifest = _finish(plan, out, records, files, repo_id=repo_id)
-    return ConversionResult(out=out, manifest=manifest, reused=sorted(records), report=plan.report)
+    return _finish(plan, out, records, files, repo_id=repo_id), sorted(records)
+
+
+def merge(
+    plan: _Plan, out: Path, result: ConversionResult, *, repo_id: str | None
+) -> ConversionResult:
+    """Merge the share manifests of a finished sharded run (``mode="merge"``) into ``result``.
+
+    Raises:
+        DistributedError: A share manifest is missing (named).
+        ManifestError: A share is unfinished or of other options, or a shard is missing.
+    """
+    result.manifest, result.reused = _merge_shares(plan, out, repo_id=repo_id)
+    return result
 
 
 def run_share(
     plan: _Plan,
     out: Path,
+    result: ConversionResult,
     *,
     previous: Manifest | None,
     shard_index: int,
@@ -297,7 +310,7 @@ def run_share(
     kept = _kept(plan, out, previous, mine, uploaded_to)
     own_files = _files_by_shard(own)
     share = plan.manifest()
-    result = ConversionResult(out=out, manifest=share, report=plan.report, merged=False)
+    result.manifest, result.merged = share, False
     bar = tqdm(total=len(mine), desc=f"share {shard_index}", unit="shard", disable=not progress)
     for shard in mine:
         recorded = None if own is None else own.shards.get(shard)
@@ -325,7 +338,7 @@ def run_share(
     _save_share(out, share, shard_index=shard_index, num_shards=num_shards)
     documents = read_shares(out, stem=_STEM, num_shards=num_shards, missing="none")
     if documents is not None and all(d.get("complete") for d in documents):
-        result.manifest = merge(plan, out, repo_id=repo_id).manifest
+        result.manifest, _ = _merge_shares(plan, out, repo_id=repo_id)
         result.merged = True
     return result
 
@@ -341,6 +354,7 @@ def _clean_stale_final(out: Path, keep: set[str]) -> None:
 def run_dask(
     plan: _Plan,
     out: Path,
+    result: ConversionResult,
     *,
     previous: Manifest | None,
     scheduler: str | None,
@@ -359,7 +373,6 @@ def run_dask(
     todo = [shard for shard in range(plan.total) if shard not in kept]
     records: dict[int, ShardRecord] = dict(kept)
     files = {s: g for s, g in _files_by_shard(previous).items() if s in kept}
-    result = ConversionResult(out=out, manifest=plan.manifest(), report=plan.report)
     result.reused = sorted(kept)
     bar = tqdm(total=len(todo), desc="writing shards", unit="shard", disable=not progress)
     partial = plan.manifest()

@@ -12,8 +12,9 @@ import io
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -31,6 +32,8 @@ from brrrr.preprocess.neurovfm.settings import (
 __all__ = [
     "CACHE_FORMAT",
     "FILES",
+    "BuildReport",
+    "Verify",
     "build_entry",
     "entry_key",
     "hash_source",
@@ -42,6 +45,8 @@ __all__ = [
     "view_json",
 ]
 
+#: How existing entries are checked before reuse: SHA-256 of both files, sizes, or nothing.
+Verify = Literal["checksum", "size", "none"]
 #: Version of the on-disk layout and quantisation; part of every key.
 CACHE_FORMAT = 1
 #: The arrays of an entry, in the order (image, mask).
@@ -51,6 +56,23 @@ _OTHER_MODE_ONLY: dict[str, frozenset[str]] = {
     "mri": frozenset({"foreground_hu"}),
     "ct": frozenset({"mri_percentiles", "foreground_percentile"}),
 }
+
+
+@dataclass
+class BuildReport:
+    """What :meth:`~brrrr.preprocess.neurovfm.cache.CacheManager.build` did, as ``"<study>/<image>"`` names.
+
+    Attributes:
+        built: Prepared now (no entry existed).
+        rebuilt: Prepared now because the entry was corrupt (or ``force``).
+        reused: Already cached and verified.
+        failed: Name → error message, for images that could not be prepared.
+    """
+
+    built: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def settings_for_mode(settings: PrepareSettings, mode: Mode) -> dict[str, Any]:

@@ -32,13 +32,12 @@ from brrrr.core.distributed import (
 )
 from brrrr.core.errors import DistributedError
 from brrrr.preprocess.errors import CacheError
-from brrrr.preprocess.neurovfm._cache_entry import CACHE_FORMAT, init_worker
-from brrrr.preprocess.neurovfm.cache import BuildReport, CacheManager, Verify
+from brrrr.preprocess.neurovfm._cache_entry import CACHE_FORMAT, BuildReport, Verify, init_worker
 from brrrr.preprocess.neurovfm.metadata import ImageRecord
-from brrrr.preprocess.neurovfm.settings import PrepareSettings
 
 if TYPE_CHECKING:
     from brrrr.core.distributed import ClusterSpec
+    from brrrr.preprocess.neurovfm.cache import CacheManager
 
 __all__ = ["CacheTask", "build_dask", "build_share", "build_task", "merge"]
 
@@ -50,8 +49,8 @@ class CacheTask:
     """One batch of images to prepare on a worker (pickled to it).
 
     Attributes:
-        root: Dataset root, as the workers see it.
-        settings: Preparation settings.
+        manager: A manager of the dataset root (as the workers see it) and settings,
+            with nothing read yet.
         images: The batch.
         sources: Known source hashes of the batch (``path → {"stamp", "sha256"}``).
         force: Rebuild valid entries too.
@@ -59,8 +58,7 @@ class CacheTask:
         device: Device for ``load_and_prepare``.
     """
 
-    root: str
-    settings: PrepareSettings
+    manager: CacheManager
     images: Sequence[ImageRecord]
     sources: dict[str, Any]
     force: bool
@@ -78,7 +76,7 @@ def _part(manager: CacheManager, images: Sequence[ImageRecord]) -> dict[str, Any
 
 def build_task(task: CacheTask) -> tuple[dict[str, Any], BuildReport]:
     """Prepare one batch in this process (a Dask task); its manifest part and report."""
-    manager = CacheManager(task.root, settings=task.settings)
+    manager = task.manager
     part = manager._empty_manifest()
     part["sources"] = dict(task.sources)
     report = BuildReport()
@@ -118,8 +116,7 @@ def build_dask(
     batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
     tasks = [
         CacheTask(
-            root=str(manager.root),
-            settings=manager.settings,
+            manager=type(manager)(manager.root, settings=manager.settings),
             images=batch,
             sources=_part(manager, batch)["sources"],
             force=force,

@@ -67,7 +67,7 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -80,6 +80,8 @@ from brrrr.preprocess.errors import CacheBuildError, CacheCorruptError, CacheErr
 from brrrr.preprocess.neurovfm._cache_entry import (
     CACHE_FORMAT,
     FILES,
+    BuildReport,
+    Verify,
     build_entry,
     entry_key,
     hash_source,
@@ -110,7 +112,6 @@ __all__ = [
 
 #: Folder under the dataset root that holds the cache.
 CACHE_DIR = "cache"
-Verify = Literal["checksum", "size", "none"]
 
 _MANIFEST_FORMAT = "brrrr-preprocess-cache"
 
@@ -159,23 +160,6 @@ class CacheStats:
     entries: int
     orphaned: int
     bytes: int
-
-
-@dataclass
-class BuildReport:
-    """What :meth:`CacheManager.build` did, as ``"<study>/<image>"`` names.
-
-    Attributes:
-        built: Prepared now (no entry existed).
-        rebuilt: Prepared now because the entry was corrupt (or ``force``).
-        reused: Already cached and verified.
-        failed: Name → error message, for images that could not be prepared.
-    """
-
-    built: list[str] = field(default_factory=list)
-    rebuilt: list[str] = field(default_factory=list)
-    reused: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
 
 
 class CacheManager:
