@@ -5,7 +5,16 @@ scores a folder of predicted masks against a folder of ground truths with the IS
 metrics (:mod:`brrrr.models.segmentation.evaluate` gives the pairing rule) and prints one
 row per case and the aggregate (mean, std, median, number of cases kept).
 
-Commands of the ``segment`` group are added to :data:`segment_app` in this module.
+``brrrr segment stroke --dwi DWI --adc ADC [--flair FLAIR] --out MASK [--model PATH_OR_NAME]
+[--prob-out PROB] [--device cpu|cuda] [--threshold T] [--tta flip] [--register-flair]``
+segments one case and writes the mask (uint8) and optionally the probability (float32), both
+on the DWI grid. The default model is the shipped one, **trained on synthetic data only**
+(:func:`~brrrr.models.segmentation.checkpoints.load_synthetic_lesion_model`); ``--model``
+takes a weights file (with its config beside it), a network config, or an nnU-Net v2 result
+folder (:func:`~brrrr.models.segmentation.checkpoints.load_segmenter`).
+
+Commands of the ``segment`` group are added to :data:`segment_app` in this module; they import
+torch, MONAI and the models inside the command, so ``brrrr --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -20,10 +29,10 @@ if TYPE_CHECKING:
     from brrrr.models.segmentation.evaluate import CaseResult
     from brrrr.models.segmentation.metrics import MetricSummary
 
-__all__ = ["evaluate", "segment_app"]
+__all__ = ["evaluate", "segment_app", "stroke"]
 
 segment_app = typer.Typer(
-    help="Lesion segmentation: evaluate masks with the ISLES'22 metrics.",
+    help="Lesion segmentation: segment stroke lesions, evaluate masks with the ISLES'22 metrics.",
     no_args_is_help=True,
 )
 
@@ -106,3 +115,67 @@ def evaluate(
         typer.echo(f"wrote {write_csv(results, csv)}")
     if json is not None:
         typer.echo(f"wrote {write_json(results, summary, json)}")
+
+
+@segment_app.command("stroke")
+def stroke(
+    dwi: Annotated[Path, typer.Option("--dwi", help="DWI image (b=1000); the output grid.")],
+    adc: Annotated[Path, typer.Option("--adc", help="ADC map.")],
+    out: Annotated[Path, typer.Option("--out", help="Write the lesion mask here (.nii.gz).")],
+    flair: Annotated[
+        Path | None, typer.Option("--flair", help="FLAIR image, used when the model reads it.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Weights file, network config, nnU-Net result folder or built-in name "
+            "(default: synthetic-lesion, trained on synthetic data only).",
+        ),
+    ] = None,
+    prob_out: Annotated[
+        Path | None, typer.Option("--prob-out", help="Also write the lesion probability here.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="Where the network runs: cpu, cuda, cuda:1…")] = "cpu",
+    threshold: Annotated[
+        float | None, typer.Option(help="Probability threshold (default: the model's).")
+    ] = None,
+    tta: Annotated[
+        Literal["none", "flip"] | None,
+        typer.Option(help="Test-time augmentation of network models (default: the model's)."),
+    ] = None,
+    register_flair: Annotated[
+        bool,
+        typer.Option(
+            "--register-flair",
+            help='Register the FLAIR rigidly onto the DWI first (needs "brrrr-models[registration]").',
+        ),
+    ] = False,
+) -> None:
+    """Segment an acute stroke lesion from DWI and ADC (and FLAIR); mask on the DWI grid."""
+    import numpy as np
+
+    from brrrr.core import save_volume
+    from brrrr.models.segmentation.checkpoints import SYNTHETIC_LESION_MODEL, load_segmenter
+    from brrrr.models.segmentation.members import NetworkSegmenter
+
+    segmenter = load_segmenter(model, device=device)
+    if tta is not None and isinstance(segmenter, NetworkSegmenter):
+        segmenter = segmenter.with_options(tta=tta)
+    if model is None or model == SYNTHETIC_LESION_MODEL:
+        typer.echo(
+            "model: synthetic-lesion (trained on synthetic data only; pass --model for real scans)",
+            err=True,
+        )
+    inputs = {"dwi": dwi, "adc": adc, "flair": flair}
+    result = segmenter.segment(
+        inputs,
+        threshold=threshold,
+        register=("flair",) if register_flair and flair is not None else (),
+    )
+    written = save_volume(result.mask, out)
+    voxels = int(result.mask.data.sum())
+    volume_ml = voxels * float(abs(np.linalg.det(result.mask.affine[:3, :3]))) / 1000.0
+    typer.echo(f"wrote {written} ({voxels} lesion voxels, {volume_ml:.2f} ml)")
+    if prob_out is not None:
+        typer.echo(f"wrote {save_volume(result.probability, prob_out)}")
