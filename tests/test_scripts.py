@@ -15,7 +15,10 @@ import pytest
 
 SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "scripts").glob("*.py"))
 # Arguments that shrink a script to a smoke test (its default run takes minutes).
-SMOKE_ARGS = {"train_atlas_vae.py": ["--steps", "24"]}
+SMOKE_ARGS = {
+    "train_atlas_vae.py": ["--steps", "24"],
+    "train_lesion_model.py": ["--steps", "2", "--train-cases", "2", "--val-cases", "1"],
+}
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
