@@ -370,7 +370,9 @@ def _brute_force(coords, template, radius_mm, combine):
 @settings(max_examples=25, deadline=None)
 @given(
     coords=st.lists(
-        st.tuples(*[st.floats(-14.0, 14.0, allow_nan=False)] * 3), min_size=1, max_size=6
+        st.tuples(*[st.floats(-14.0, 14.0, allow_nan=False, allow_subnormal=False)] * 3),
+        min_size=1,
+        max_size=6,
     ),
     radius=st.sampled_from([2.0, 3.0, 4.5]),
 )
