@@ -17,6 +17,7 @@ Modules:
     external: any command that writes a NIfTI mask (DeepISLES, ``nnUNetv2_predict``…).
     ensemble: mean probability, majority vote and STAPLE.
     synthetic: synthetic DWI/ADC/FLAIR stroke cases drawn from a seed.
+    sample: the built-in stroke sample (synthetic cases as NIfTI files + ground truth).
     cli: ``brrrr segment evaluate PRED_DIR GT_DIR`` and ``brrrr segment stroke``.
 
 Example:
@@ -90,6 +91,12 @@ if TYPE_CHECKING:
         normalize,
         register_rigid,
     )
+    from brrrr.models.segmentation.sample import (
+        SampleCase,
+        StrokeSample,
+        find_cases,
+        write_stroke_sample,
+    )
     from brrrr.models.segmentation.segmenter import Segmentation, Segmenter
     from brrrr.models.segmentation.synthetic import StrokeCase, synthetic_stroke_case
 
@@ -145,6 +152,10 @@ _LAZY = {
     "staple": "brrrr.models.segmentation.ensemble",
     "StrokeCase": "brrrr.models.segmentation.synthetic",
     "synthetic_stroke_case": "brrrr.models.segmentation.synthetic",
+    "SampleCase": "brrrr.models.segmentation.sample",
+    "StrokeSample": "brrrr.models.segmentation.sample",
+    "find_cases": "brrrr.models.segmentation.sample",
+    "write_stroke_sample": "brrrr.models.segmentation.sample",
 }
 
 __all__ = [
@@ -163,10 +174,12 @@ __all__ = [
     "NnUNetSegmenter",
     "Normalization",
     "RigidRegistration",
+    "SampleCase",
     "Segmentation",
     "SegmentationError",
     "Segmenter",
     "StrokeCase",
+    "StrokeSample",
     "absolute_volume_difference_ml",
     "aggregate",
     "align_to_reference",
@@ -175,6 +188,7 @@ __all__ = [
     "evaluate_case",
     "evaluate_folder",
     "evaluate_pair",
+    "find_cases",
     "hd95",
     "label_lesions",
     "lesion_count_difference",
@@ -197,6 +211,7 @@ __all__ = [
     "synthetic_stroke_case",
     "write_csv",
     "write_json",
+    "write_stroke_sample",
 ]
 
 

@@ -13,6 +13,11 @@ on the DWI grid. The default model is the shipped one, **trained on synthetic da
 takes a weights file (with its config beside it), a network config, or an nnU-Net v2 result
 folder (:func:`~brrrr.models.segmentation.checkpoints.load_segmenter`).
 
+``brrrr segment sample OUT [--cases 3] [--seed 0]`` writes the synthetic stroke sample
+(:mod:`brrrr.models.segmentation.sample`); ``brrrr segment batch IMAGES --out PRED [--model …]``
+segments every ``<case>_dwi``/``<case>_adc`` (/``<case>_flair``) case of a folder into
+``PRED/<case>.nii.gz``, which ``brrrr segment evaluate PRED LABELS`` scores.
+
 Commands of the ``segment`` group are added to :data:`segment_app` in this module; they import
 torch, MONAI and the models inside the command, so ``brrrr --help`` stays fast.
 """
@@ -29,7 +34,7 @@ if TYPE_CHECKING:
     from brrrr.models.segmentation.evaluate import CaseResult
     from brrrr.models.segmentation.metrics import MetricSummary
 
-__all__ = ["evaluate", "segment_app", "stroke"]
+__all__ = ["batch", "evaluate", "sample", "segment_app", "stroke"]
 
 segment_app = typer.Typer(
     help="Lesion segmentation: segment stroke lesions, evaluate masks with the ISLES'22 metrics.",
@@ -179,3 +184,71 @@ def stroke(
     typer.echo(f"wrote {written} ({voxels} lesion voxels, {volume_ml:.2f} ml)")
     if prob_out is not None:
         typer.echo(f"wrote {save_volume(result.probability, prob_out)}")
+
+
+@segment_app.command("sample")
+def sample(
+    out: Annotated[Path, typer.Argument(help="Folder to write the sample into.")],
+    cases: Annotated[int, typer.Option(help="Number of cases.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the first case.")] = 0,
+) -> None:
+    """Write synthetic stroke cases (DWI, ADC, FLAIR, ground truth) to segment and score."""
+    from brrrr.models.segmentation.sample import write_stroke_sample
+
+    written = write_stroke_sample(out, cases=cases, seed=seed)
+    state = "kept" if written.reused else "wrote"
+    typer.echo(
+        f"{state} {len(written.cases)} synthetic stroke cases in {written.root} "
+        f"(images/, labels/); try: brrrr segment batch {written.images_dir} --out preds"
+    )
+
+
+@segment_app.command("batch")
+def batch(
+    images: Annotated[
+        Path,
+        typer.Argument(help="Folder of <case>_dwi, <case>_adc (and <case>_flair) NIfTI files."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write <case>.nii.gz masks into.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Weights file, network config, nnU-Net result folder or built-in name "
+            "(default: synthetic-lesion, trained on synthetic data only).",
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="Where the network runs: cpu, cuda, cuda:1…")] = "cpu",
+    threshold: Annotated[
+        float | None, typer.Option(help="Probability threshold (default: the model's).")
+    ] = None,
+    tta: Annotated[
+        Literal["none", "flip"] | None,
+        typer.Option(help="Test-time augmentation of network models (default: the model's)."),
+    ] = None,
+) -> None:
+    """Segment every case of a folder; masks on each case's DWI grid, named <case>.nii.gz."""
+    import numpy as np
+
+    from brrrr.core import save_volume
+    from brrrr.models.segmentation.checkpoints import SYNTHETIC_LESION_MODEL, load_segmenter
+    from brrrr.models.segmentation.members import NetworkSegmenter
+    from brrrr.models.segmentation.sample import find_cases
+
+    found = find_cases(images)
+    segmenter = load_segmenter(model, device=device)
+    if tta is not None and isinstance(segmenter, NetworkSegmenter):
+        segmenter = segmenter.with_options(tta=tta)
+    if model is None or model == SYNTHETIC_LESION_MODEL:
+        typer.echo(
+            "model: synthetic-lesion (trained on synthetic data only; pass --model for real scans)",
+            err=True,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    for case in found:
+        result = segmenter.segment(dict(case.inputs()), threshold=threshold)
+        written = save_volume(result.mask, out / f"{case.case_id}.nii.gz")
+        voxels = int(result.mask.data.sum())
+        volume_ml = voxels * float(abs(np.linalg.det(result.mask.affine[:3, :3]))) / 1000.0
+        typer.echo(f"{case.case_id}: wrote {written} ({voxels} lesion voxels, {volume_ml:.2f} ml)")
+    typer.echo(f"segmented {len(found)} cases into {out}")
