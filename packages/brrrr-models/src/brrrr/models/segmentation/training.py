@@ -156,7 +156,7 @@ def _case_arrays(
     )
     image, affine = network_inputs(config, case.inputs(), reference=case.dwi)
     assert config.spacing_mm is not None
-    model = Grid(image.shape[1:], config.spacing_mm, config.orientation)  # type: ignore[arg-type]
+    model = Grid(image.shape[1:], config.spacing_mm, config.orientation)
     label = synthetic_lesion_mask(seed, grid=model)
     assert np.allclose(label.affine, affine, atol=1e-4), "the model grid is centred on the head"
     return image, label.data.astype(np.int64)
