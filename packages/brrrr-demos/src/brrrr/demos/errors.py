@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from brrrr.core.errors import BrrrrError
 
-__all__ = ["BrowserError", "LayerError", "ViewerError"]
+__all__ = ["AtlasModelError", "BrowserError", "ExplorerError", "LayerError", "ViewerError"]
 
 
 class ViewerError(BrrrrError):
@@ -28,3 +28,26 @@ class LayerError(ViewerError):
 
 class BrowserError(BrrrrError):
     """Headless Chromium is missing, failed, or did not finish (``brrrr.demos.testing``)."""
+
+
+class AtlasModelError(BrrrrError):
+    """An atlas model folder (Atlas explorer tab) is missing a file or holds the wrong model."""
+
+
+class ExplorerError(BrrrrError):
+    """A folder cannot be explored (neither BIDS nor ``to_hf`` output), or a row not shown."""
+
+
+class DemoError(BrrrrError):
+    """Something in a Gradio demo app (:mod:`brrrr.demos.apps`) cannot be done."""
+
+
+class DemoInputError(DemoError):
+    """An upload or a choice in a demo cannot be used: too large, truncated, not a volume, 2-D.
+
+    The app shows the message as it is (a ``gr.Error``), so it names the file and the problem.
+    """
+
+
+class DemoSetupError(DemoError):
+    """The demo cannot start: a tab's module or its extra is missing, the sample cannot be written."""
