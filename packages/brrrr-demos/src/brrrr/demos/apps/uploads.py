@@ -20,7 +20,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -106,10 +106,14 @@ def _raw_bytes(path: Path, shown: str, max_mb: float) -> bytes:
     return out
 
 
-def _nibabel_image(raw: bytes, kind: UploadFormat, shown: str) -> object:
+def _nibabel_image(raw: bytes, kind: UploadFormat, shown: str) -> Any:
     import nibabel as nib
 
-    classes = {"nifti1": nib.Nifti1Image, "nifti2": nib.Nifti2Image, "mgh": nib.MGHImage}
+    classes: dict[str, Any] = {
+        "nifti1": nib.Nifti1Image,
+        "nifti2": nib.Nifti2Image,
+        "mgh": nib.MGHImage,
+    }
     try:
         image = classes[kind].from_bytes(raw)
         np.asanyarray(image.dataobj)  # reads the voxels now: a short file fails here
