@@ -51,7 +51,3 @@ class DemoInputError(DemoError):
 
 class DemoSetupError(DemoError):
     """The demo cannot start: a tab's module or its extra is missing, the sample cannot be written."""
-
-
-class ExplorerError(BrrrrError):
-    """A folder cannot be explored (neither BIDS nor ``to_hf`` output), or a row not shown."""
