@@ -21,7 +21,15 @@ SMOKE_ARGS = {
 }
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
+# Scripts that train (minutes of CPU) run in CI's full suite, not in the default `uv run pytest`.
+SLOW_SCRIPTS = {"train_atlas_vae.py", "train_lesion_model.py", "vessel_drift_table.py"}
+
+
+@pytest.mark.parametrize(
+    "script",
+    [pytest.param(s, marks=pytest.mark.slow) if s.name in SLOW_SCRIPTS else s for s in SCRIPTS],
+    ids=[s.name for s in SCRIPTS],
+)
 def test_script_runs_on_sample_data(script: Path, tmp_path: Path) -> None:
     process = subprocess.run(
         [sys.executable, str(script), *SMOKE_ARGS.get(script.name, [])],

@@ -117,7 +117,9 @@ def members(tmp_path_factory: pytest.TempPathFactory) -> list:  # type: ignore[t
     return [_network(5.0, 1), _network(3.0, 2), external]
 
 
-@pytest.mark.parametrize("method", ["mean", "majority", "staple"])
+@pytest.mark.parametrize(
+    "method", ["mean", "majority", pytest.param("staple", marks=pytest.mark.slow)]
+)
 def test_members_on_different_grids_combine_on_the_reference_grid(members, method: str) -> None:  # type: ignore[no-untyped-def]
     if method == "staple":
         pytest.importorskip("SimpleITK")

@@ -117,8 +117,9 @@ def test_ale_per_study_sample_size_equals_nimare_on_studyset(studyset, brain):
     [
         "nidm_pain_dset.json",
         "test_pain_dataset.json",
-        "test_pain_dataset_multiple_contrasts.json",
-        "neurosynth_dset.json",
+        # The two largest sets take 10-20 s each: CI's full suite runs them.
+        pytest.param("test_pain_dataset_multiple_contrasts.json", marks=pytest.mark.slow),
+        pytest.param("neurosynth_dset.json", marks=pytest.mark.slow),
     ],
 )
 def test_equals_nimare_on_test_datasets(filename):
@@ -294,6 +295,7 @@ def test_sparse_equals_dense(subset, brain, kernel, threads, monkeypatch):
     assert np.array_equal(grid.toarray().reshape(len(peaks), *brain.shape), brain.unmask(dense))
 
 
+@pytest.mark.slow
 def test_sparse_per_study_ale_and_uint8(studyset, brain):
     """Several stencil groups (one per sample size) and uint8 counts, sparse vs dense."""
     peaks = PeakTable.from_nimare(studyset)
@@ -306,6 +308,7 @@ def test_sparse_per_study_ale_and_uint8(studyset, brain):
     assert np.array_equal(counts.toarray(), dense)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", [MKDA(), KDA(), ALE(fwhm_mm=10)], ids=["mkda", "kda", "ale"])
 def test_torch_path_equals_compiled_path(subset, brain, kernel):
     """The torch scatter path CUDA uses, run on CPU tensors, equals the compiled CPU loops."""
