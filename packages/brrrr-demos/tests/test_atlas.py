@@ -34,8 +34,10 @@ def test_generated_map_is_on_the_mni_grid_deterministic_and_depends_on_the_laten
     assert first.mean.shape == (91, 109, 91)
     np.testing.assert_array_equal(first.mean.affine, grid.affine)
     np.testing.assert_array_equal(first.mean.data, again.mean.data)
-    assert first.aleatoric_sd is not None and first.epistemic_sd is not None
-    assert first.aleatoric_sd.data.min() >= 0 and first.epistemic_sd.data.min() >= 0
+    assert first.aleatoric_sd is not None
+    assert first.epistemic_sd is not None
+    assert first.aleatoric_sd.data.min() >= 0
+    assert first.epistemic_sd.data.min() >= 0
     other = atlas.generate_map(
         model,
         latent=atlas.latent_vector(model, {model.dims_by_effect[0]: 2.5}, seed=3),

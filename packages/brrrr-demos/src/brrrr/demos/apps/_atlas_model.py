@@ -328,7 +328,8 @@ def load_atlas(folder: str | Path) -> AtlasModel:
             members.append(net)
     if not included:
         members.append(vae)
-    points, point_conditions = None, ()
+    points = None
+    point_conditions: tuple[Condition, ...] = ()
     points_dir = root / "pointvae" / "model"
     if points_dir.is_dir():
         points = _load_net(points_dir, "PointVAE")
