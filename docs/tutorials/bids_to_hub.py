@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (a tutorial imports each tool in the cell that first uses it)
 """Tutorial: a BIDS dataset → Parquet shards with ``datasets.Nifti`` → the Hugging Face Hub.
 
 Runs offline on a small synthetic BIDS tree and writes its figure to the output folder:

@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (a tutorial imports each tool in the cell that first uses it)
 """Tutorial: peak coordinates → brain maps (MKDA, ALE), equal to NiMARE's kernels.
 
 Runs offline on NiMARE's shipped studyset ``nback_vs_flanker_studyset_2026-07`` (906 analyses,

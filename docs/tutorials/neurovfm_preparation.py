@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (a tutorial imports each tool in the cell that first uses it)
 """Tutorial: NeuroVFM preparation — load, prepare, tokenise, cache.
 
 Runs offline on the built-in head phantoms (an MRI with thick axial slices and a CT) and

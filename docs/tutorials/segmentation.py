@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (a tutorial imports each tool in the cell that first uses it)
 """Tutorial: stroke-lesion segmentation with the shipped model, scored with ISLES'22 metrics.
 
 Runs offline on synthetic DWI/ADC/FLAIR cases the code draws from a seed and writes its
