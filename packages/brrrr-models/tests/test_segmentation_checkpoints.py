@@ -114,7 +114,9 @@ def test_torchscript(trained, tmp_path: Path) -> None:  # type: ignore[no-untype
     segmenter = load_network_segmenter(path)
     assert isinstance(segmenter.network, torch.jit.ScriptModule)
     out = segmenter.segment(_case().inputs()).probability.data
-    np.testing.assert_allclose(out, expected["probability"], atol=1e-5)
+    # The module runs its windows batched (oneDNN), TorchScript one at a time (reference
+    # kernel): the same windows, float rounding apart.
+    np.testing.assert_allclose(out, expected["probability"], atol=1e-4)
 
 
 def test_onnx_through_onnxruntime(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -378,6 +378,20 @@ def network_inputs(
     return stack, affine
 
 
+def _to_channels_last(network: object) -> bool:
+    """Put a plain ``nn.Module``'s weights in ``channels_last_3d`` order (in place).
+
+    oneDNN (CPU) and cuDNN convolve 3D windows faster in that order; the values are the
+    same. TorchScript modules and ONNX runners are left as they are (``False``).
+    """
+    import torch
+
+    if not isinstance(network, torch.nn.Module) or isinstance(network, torch.jit.ScriptModule):
+        return False
+    network.to(memory_format=torch.channels_last_3d)
+    return True
+
+
 class NetworkSegmenter(Segmenter):
     """A segmentation network with its :class:`NetworkConfig` (see the module docstring).
 
@@ -413,6 +427,7 @@ class NetworkSegmenter(Segmenter):
         if callable(to) and hasattr(network, "eval"):
             network = to(device)
             network.eval()  # type: ignore[attr-defined]
+        self.channels_last = _to_channels_last(network)
         self.network = network
 
     def model_inputs(
@@ -434,6 +449,9 @@ class NetworkSegmenter(Segmenter):
                 activation=config.activation,
                 tta=config.tta,
                 device=self.device,
+                channels_last=self.channels_last,
+                # ONNX and TorchScript exports may fix the batch at one window.
+                batch_size=None if self.channels_last else 1,
             )
         except RuntimeError as error:
             raise SegmentationError(
