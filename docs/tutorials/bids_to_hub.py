@@ -18,7 +18,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-OUT = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("BRRRR_TUTORIAL_OUT", "tutorial-output"))
+OUT = Path(
+    sys.argv[1] if len(sys.argv) > 1 else os.environ.get("BRRRR_TUTORIAL_OUT", "tutorial-output")
+)
 OUT.mkdir(parents=True, exist_ok=True)
 # --8<-- [end:setup]
 
@@ -60,7 +62,9 @@ t1 = anat.filter(
     lambda suffix, spacing: suffix == "T1w" and max(spacing) <= 8.0,
     input_columns=["suffix", "spacing"],
 )
-print(f"{len(ds)} files, {len(anat)} anatomical, {len(t1)} T1w; shapes {set(map(tuple, t1['shape']))}")
+print(
+    f"{len(ds)} files, {len(anat)} anatomical, {len(t1)} T1w; shapes {set(map(tuple, t1['shape']))}"
+)
 
 # The image column is datasets.Nifti: decoding gives a nibabel image with the source's voxels.
 first = t1[0]

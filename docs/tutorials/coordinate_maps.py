@@ -21,7 +21,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-OUT = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("BRRRR_TUTORIAL_OUT", "tutorial-output"))
+OUT = Path(
+    sys.argv[1] if len(sys.argv) > 1 else os.environ.get("BRRRR_TUTORIAL_OUT", "tutorial-output")
+)
 OUT.mkdir(parents=True, exist_ok=True)
 # --8<-- [end:setup]
 
@@ -65,9 +67,12 @@ with warnings.catch_warnings():
     theirs = ALEKernel(fwhm=10.0).transform(studyset.slice(ids), return_type="array")
     theirs_mkda = MKDAKernel(r=10).transform(studyset.slice(ids), return_type="array")
 ours_mkda = peaks_to_maps(few, kernel=MKDA(radius_mm=10), template=template).numpy()
-print(f"ALE: max |brrrr − NiMARE| = {np.abs(ours - theirs).max():.1e}; "
-      f"MKDA: {np.abs(ours_mkda - theirs_mkda).max():.1e}")
+print(
+    f"ALE: max |brrrr − NiMARE| = {np.abs(ours - theirs).max():.1e}; "
+    f"MKDA: {np.abs(ours_mkda - theirs_mkda).max():.1e}"
+)
 # --8<-- [end:nimare]
+
 
 # %% Plot
 # --8<-- [start:plot]

@@ -19,7 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-OUT = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("BRRRR_TUTORIAL_OUT", "tutorial-output"))
+OUT = Path(
+    sys.argv[1] if len(sys.argv) > 1 else os.environ.get("BRRRR_TUTORIAL_OUT", "tutorial-output")
+)
 OUT.mkdir(parents=True, exist_ok=True)
 # --8<-- [end:setup]
 
@@ -45,7 +47,9 @@ from brrrr.preprocess import load_and_prepare
 # RPI, slice axis from the geometry (the 5 mm one), 1×1×4 mm, crop/pad to multiples of
 # 16 in-plane and 4 through-plane, percentile clipping to [0, 1].
 img, mask, view = load_and_prepare(raw / "study_01" / "T1.nii.gz", mode="mri")
-print(f"{view.plane} slices, prepared {img.shape} {img.dtype}, range {img.min():.2f}..{img.max():.2f}")
+print(
+    f"{view.plane} slices, prepared {img.shape} {img.dtype}, range {img.min():.2f}..{img.max():.2f}"
+)
 
 ct_img, ct_mask, ct_view = load_and_prepare(raw / "study_02" / "head_ct.nii.gz", mode="ct")
 print(f"CT windows as channels: {ct_img.shape}")
@@ -59,8 +63,10 @@ from brrrr.preprocess import tokenize, untokenize
 # background when all its voxels are (background_rule="all"; NeuroVFM's own rule is "any").
 head = mask & (img[0] > 0.1)
 tokens, coords, filtered, size = tokenize(img, head, background_rule="all")
-print(f"{tokens.shape[0]} tokens of {tokens.shape[1]} voxels on a {size.tolist()} grid; "
-      f"{int(filtered.sum())} are background")
+print(
+    f"{tokens.shape[0]} tokens of {tokens.shape[1]} voxels on a {size.tolist()} grid; "
+    f"{int(filtered.sum())} are background"
+)
 back = untokenize(tokens, coords, size)
 assert np.array_equal(back, img[0])  # the exact inverse: (1, D, H, W) → (D, H, W)
 # --8<-- [end:tokens]
