@@ -320,3 +320,14 @@ def _generate_points(
         volume = Volume(grid.unmask(values.numpy()), grid.affine)
         written += [csv_path, save_volume(volume, out / f"sample-{i:03d}.nii.gz")]
     return written
+
+
+def _vessels() -> None:
+    from brrrr.models.segmentation.vessels.cli import train_vessels_command
+
+    train_app.command(
+        "vessels", help="Train a MONAI vessel segmenter on a MiniVess-layout folder (Lightning)."
+    )(train_vessels_command)
+
+
+_vessels()

@@ -252,3 +252,13 @@ def batch(
         volume_ml = voxels * float(abs(np.linalg.det(result.mask.affine[:3, :3]))) / 1000.0
         typer.echo(f"{case.case_id}: wrote {written} ({voxels} lesion voxels, {volume_ml:.2f} ml)")
     typer.echo(f"segmented {len(found)} cases into {out}")
+
+
+def _vessel_commands() -> None:
+    from brrrr.models.segmentation.vessels.cli import vessels_evaluate, vessels_sample
+
+    segment_app.command("vessels-evaluate")(vessels_evaluate)
+    segment_app.command("vessels-sample")(vessels_sample)
+
+
+_vessel_commands()

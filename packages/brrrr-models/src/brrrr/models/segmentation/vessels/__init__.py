@@ -114,7 +114,40 @@ _HOMES = {
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
-__all__ = sorted(_MODULE_OF)
+__all__ = [
+    "DRIFT_KINDS",
+    "MINIVESS_SPACINGS_UM",
+    "VESSEL_METRIC_NAMES",
+    "DriftRow",
+    "PreparedVessel",
+    "SyntheticVesselVolume",
+    "VesselDataModule",
+    "VesselEvaluation",
+    "VesselMetrics",
+    "VesselPatchDataset",
+    "VesselSegmentationModule",
+    "VesselTrainResult",
+    "aggregate_vessel_metrics",
+    "betti_errors",
+    "betti_numbers",
+    "check_vessel_pairs",
+    "cldice",
+    "dice",
+    "drift_table_markdown",
+    "euler_characteristic",
+    "evaluate_vessel_drift",
+    "evaluate_vessels",
+    "load_vessel_model",
+    "predict_mask",
+    "prepare_vessel_volumes",
+    "skeleton",
+    "split_volumes",
+    "synthetic_vessel_volume",
+    "train_vessels",
+    "vessel_metrics",
+    "vessel_network_config",
+    "write_synthetic_vessels",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -138,8 +138,8 @@ def cldice(pred: np.ndarray, gt: np.ndarray) -> float:
     if not p.any() or not g.any():
         return 0.0
     sp, sg = skeleton(p), skeleton(g)
-    precision = np.count_nonzero(sp & g) / max(1, np.count_nonzero(sp))
-    sensitivity = np.count_nonzero(sg & p) / max(1, np.count_nonzero(sg))
+    precision = int(np.count_nonzero(sp & g)) / max(1, int(np.count_nonzero(sp)))
+    sensitivity = int(np.count_nonzero(sg & p)) / max(1, int(np.count_nonzero(sg)))
     if precision + sensitivity == 0:
         return 0.0
     return float(2.0 * precision * sensitivity / (precision + sensitivity))

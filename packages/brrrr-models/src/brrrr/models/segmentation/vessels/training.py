@@ -117,7 +117,7 @@ def vessel_network_config(
         out_channels=2,
         kwargs=kwargs,
         normalization={"image": VESSEL_NORMALIZATION},
-        patch_size=patch_size,  # type: ignore[arg-type]
+        patch_size=patch_size,
         spacing_mm=tuple(s / 1e3 for s in spacing),  # type: ignore[arg-type]
         activation="softmax",
         lesion_index=1,
@@ -194,7 +194,7 @@ class VesselSegmentationModule(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, I, J, K)`` → ``(B, 2, I, J, K)`` logits."""
-        return self.network(x)  # type: ignore[no-any-return]
+        return self.network(x)
 
     def on_train_epoch_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -206,7 +206,7 @@ class VesselSegmentationModule(L.LightningModule):
         loss = self.loss(self(batch["image"]), batch["label"])
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["image"]))
         self._losses.append(float(loss.detach()))
-        return loss  # type: ignore[no-any-return]
+        return loss
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         _, mask = predict_mask(
