@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from brrrr.core.errors import MissingDependencyError
+from brrrr.models.segmentation.errors import SegmentationError
 
 if TYPE_CHECKING:
     import torch
@@ -61,13 +62,17 @@ TestTimeAugmentation = Literal["none", "flip"]
 
 
 def flip_axes(tta: TestTimeAugmentation) -> list[tuple[int, ...]]:
-    """The spatial-axis flips (axes of a ``(B, C, I, J, K)`` tensor) ``tta`` averages over."""
+    """The spatial-axis flips (axes of a ``(B, C, I, J, K)`` tensor) ``tta`` averages over.
+
+    Raises:
+        SegmentationError: ``tta`` is neither ``"none"`` nor ``"flip"``.
+    """
     if tta == "none":
         return [()]
     if tta == "flip":
         spatial = (2, 3, 4)
         return [c for n in range(4) for c in itertools.combinations(spatial, n)]
-    raise ValueError(f"tta must be 'none' or 'flip', got {tta!r}")
+    raise SegmentationError(f"tta must be 'none' or 'flip', got {tta!r}")
 
 
 def auto_batch_size(patch_size: Sequence[int]) -> int:
@@ -124,6 +129,7 @@ def sliding_window_probabilities(
 
     Raises:
         MissingDependencyError: MONAI is not installed (extra ``brrrr-models[segmentation]``).
+        SegmentationError: An image that is not ``(C, I, J, K)``, or ``batch_size`` < 1.
     """
     import torch
 
@@ -134,7 +140,7 @@ def sliding_window_probabilities(
             'sliding-window inference needs MONAI: pip install "brrrr-models[segmentation]"'
         ) from None
     if image.ndim != 4:
-        raise ValueError(f"expected a (C, I, J, K) image, got shape {image.shape}")
+        raise SegmentationError(f"expected a (C, I, J, K) image, got shape {image.shape}")
     where = _device(device)
     autocast = (
         torch.autocast(device_type="cuda", dtype=torch.float16)
@@ -145,7 +151,7 @@ def sliding_window_probabilities(
     roi = tuple(int(p) for p in patch_size)
     windows = auto_batch_size(roi) if batch_size is None else int(batch_size)
     if windows < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise SegmentationError(f"batch_size must be at least 1, got {batch_size}")
 
     def predictor(patch: torch.Tensor) -> torch.Tensor:
         if channels_last:
