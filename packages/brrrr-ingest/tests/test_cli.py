@@ -21,7 +21,7 @@ def _run(*args: str):  # type: ignore[no-untyped-def]
 def test_bids_commands_are_registered() -> None:
     result = _run("--help")
     assert result.exit_code == 0
-    for name in ("to-hf", "push", "verify", "validate"):
+    for name in ("sample", "to-hf", "push", "verify", "validate"):
         assert name in result.output
 
 
@@ -133,3 +133,17 @@ def test_validate_check_size_and_full_name_a_truncated_image(
     refused = _run("validate", str(private_copy), "--headers", "none", "--check", "full")
     assert refused.exit_code == 2
     assert "needs --headers all" in refused.output
+
+
+def test_sample_writes_a_tree_that_validates_and_converts(tmp_path: Path) -> None:
+    root = tmp_path / "bids"
+    result = _run("sample", str(root), "--subjects", "1", "--sessions", "1")
+    assert result.exit_code == 0, result.output
+    assert (root / "dataset_description.json").exists()
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("sub-")) == ["sub-01"]
+    result = _run("to-hf", str(root), str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert _run("verify", str(tmp_path / "out")).exit_code == 0
+    again = _run("sample", str(root))
+    assert again.exit_code != 0
+    assert "not an empty folder" in again.output

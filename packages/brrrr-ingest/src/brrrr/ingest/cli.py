@@ -147,6 +147,29 @@ def _print_skipped(skipped: list[dict[str, str]]) -> None:
             typer.echo(f"  {item['path']}: {item['reason']}", err=True)
 
 
+@bids_app.command("sample")
+def sample_command(
+    out: Annotated[Path, typer.Argument(help="Folder to write the dataset into (new or empty).")],
+    *,
+    subjects: Annotated[int, typer.Option(help="Number of subjects.", min=1)] = 2,
+    sessions: Annotated[int, typer.Option(help="Sessions per subject (0: none).", min=0)] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic images.")] = 0,
+) -> None:
+    """Write a small synthetic multi-session BIDS dataset (anat, func, dwi, lesion masks)."""
+    from brrrr.core.testing import write_bids_tree
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise typer.BadParameter(f"{out} exists and is not an empty folder", param_hint="OUT")
+    root = write_bids_tree(
+        out,
+        subjects=[f"{i:02d}" for i in range(1, subjects + 1)],
+        sessions=[str(i) for i in range(1, sessions + 1)],
+        seed=seed,
+    )
+    count = sum(1 for p in root.rglob("*.nii*") if p.is_file())
+    typer.echo(f"wrote {count} images under {root}")
+
+
 @bids_app.command("to-hf")
 @with_options("options", _convert_options)
 @with_options("runner", _runner_options)
