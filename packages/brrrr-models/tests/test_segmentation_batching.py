@@ -107,3 +107,16 @@ def test_batch_size_below_one_is_refused(batch_size: int) -> None:
 def test_image_that_is_not_channel_first_3d_is_refused() -> None:
     with pytest.raises(SegmentationError, match=r"\(C, I, J, K\) image, got shape \(20, 22, 14\)"):
         sliding_window_probabilities(_Recorder(), _image()[0], patch_size=(8, 8, 8))
+
+
+def test_read_only_image_gives_the_same_probabilities_without_a_warning() -> None:
+    """A memory-mapped (read-only) image is copied before torch sees it, not warned about."""
+    import warnings
+
+    image = _image()
+    expected = sliding_window_probabilities(_Recorder(), image, patch_size=(8, 8, 8))
+    image.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        read_only = sliding_window_probabilities(_Recorder(), image, patch_size=(8, 8, 8))
+    np.testing.assert_array_equal(read_only, expected)

@@ -147,7 +147,11 @@ def sliding_window_probabilities(
         if where.type == "cuda" and mixed_precision
         else contextlib.nullcontext()
     )
-    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(where)
+    array = np.ascontiguousarray(image, dtype=np.float32)
+    if not array.flags.writeable:
+        # torch.from_numpy warns on a read-only (memory-mapped) array; the copy is one image
+        array = array.copy()
+    tensor = torch.from_numpy(array)[None].to(where)
     roi = tuple(int(p) for p in patch_size)
     windows = auto_batch_size(roi) if batch_size is None else int(batch_size)
     if windows < 1:
