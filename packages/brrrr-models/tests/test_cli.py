@@ -187,3 +187,26 @@ def test_train_hvae_and_pointvae(
         assert load_volume(gen / "sample-000.nii.gz").shape == (91, 109, 91)
     else:
         assert names == ["sample-000.nii.gz"]
+
+
+def test_train_reads_one_section_of_a_params_file(
+    tmp_path: Path, peak_csv: Callable[[Path], Path]
+) -> None:
+    run = yaml.safe_load(_config(tmp_path, "vae", peak_csv(tmp_path / "peaks.csv")).read_text())
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"sample": {"spacing_mm": 2.0}, "vae": run}))
+    out = tmp_path / "run"
+    _invoke(
+        "train", "vae", "--config", str(params), "--section", "vae", "--output-dir", str(out),
+        "--accelerator", "cpu", "--metrics", str(tmp_path / "metrics" / "vae.json"),
+    )  # fmt: skip
+    assert (out / "model" / "model.safetensors").exists()
+    assert "train/loss" in json.loads((tmp_path / "metrics" / "vae.json").read_text())
+    assert json.loads((out / "run.json").read_text())["trainer"]["max_steps"] == 2
+
+    missing = RUNNER.invoke(
+        build_app(), ["train", "vae", "--config", str(params), "--section", "atlas"]
+    )
+    assert missing.exit_code != 0
+    assert "no run section 'atlas'" in str(missing.exception) + missing.output
+    assert "params.yaml" in str(missing.exception) + missing.output

@@ -42,14 +42,50 @@ AcceleratorOption = Annotated[str | None, typer.Option(help="auto, cpu, gpu.")]
 DevicesOption = Annotated[int | None, typer.Option(help="Devices / processes.")]
 StrategyOption = Annotated[str | None, typer.Option(help="auto, ddp, ...")]
 ResumeOption = Annotated[bool, typer.Option(help="Resume from checkpoints/last.ckpt.")]
+MetricsOption = Annotated[
+    Path | None, typer.Option("--metrics", help="Also write the final metrics to this JSON file.")
+]
+SectionOption = Annotated[
+    str | None,
+    typer.Option(help="Read the run from this top-level key of the file (e.g. params.yaml's vae)."),
+]
 
 
-def _train(kind: str, config_path: Path, **overrides: Any) -> None:
+def _load_run(config_path: Path, section: str | None) -> Any:
+    """The run file, or one top-level section of a larger file such as DVC's params.yaml."""
+    from brrrr.models.errors import ModelConfigError
+    from brrrr.models.training import load_run_config
+    from brrrr.models.training.config import run_config_from_dict
+
+    if section is None:
+        return load_run_config(config_path)
+    import yaml
+
+    try:
+        data = yaml.safe_load(config_path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelConfigError(f"cannot read the run file: {exc}", path=config_path) from None
+    if not isinstance(data, dict) or not isinstance(data.get(section), dict):
+        raise ModelConfigError(f"no run section {section!r} in the file", path=config_path)
+    try:
+        return run_config_from_dict(data[section])
+    except ModelConfigError as exc:
+        raise ModelConfigError(f"section {section!r}: {exc.message}", path=config_path) from None
+
+
+def _train(
+    kind: str,
+    config_path: Path,
+    *,
+    section: str | None = None,
+    metrics_path: Path | None = None,
+    **overrides: Any,
+) -> None:
     import dataclasses
 
-    from brrrr.models.training import load_run_config, train
+    from brrrr.models.training import train
 
-    config = load_run_config(config_path)
+    config = _load_run(config_path, section)
     output_dir = overrides.pop("output_dir")
     resume = overrides.pop("resume")
     trainer = {k: v for k, v in overrides.items() if v is not None}
@@ -60,6 +96,9 @@ def _train(kind: str, config_path: Path, **overrides: Any) -> None:
     )
     result = train(kind, config, resume=resume)  # type: ignore[arg-type]
     metrics = {k: float(v) for k, v in result.trainer.callback_metrics.items()}
+    if metrics_path is not None:
+        metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
     typer.echo(json.dumps({"model": str(result.model_dir), "metrics": metrics}, indent=2))
 
 
@@ -67,7 +106,9 @@ def _command(kind: str, help_text: str) -> None:
     @train_app.command(kind, help=help_text)
     def command(
         config: ConfigOption,
+        section: SectionOption = None,
         output_dir: OutputOption = None,
+        metrics: MetricsOption = None,
         max_steps: StepsOption = None,
         max_epochs: EpochsOption = None,
         seed: SeedOption = None,
@@ -79,6 +120,8 @@ def _command(kind: str, help_text: str) -> None:
         _train(
             kind,
             config,
+            section=section,
+            metrics_path=metrics,
             output_dir=output_dir,
             max_steps=max_steps,
             max_epochs=max_epochs,
