@@ -114,6 +114,7 @@ def build_demo(
     max_upload_mb: float = 256.0,
     concurrency_limit: int = 2,
     max_queue: int = 64,
+    selected: str | None = None,
 ) -> gr.Blocks:
     """The demo app (not launched), reading a sample :func:`prepare_sample` wrote.
 
@@ -125,6 +126,7 @@ def build_demo(
         max_upload_mb: Largest upload accepted, in MB (also Gradio's own upload limit).
         concurrency_limit: Jobs of one event that run at once.
         max_queue: Jobs that may wait in the queue; more are refused with a message.
+        selected: The tab shown first (a key of :data:`TABS`; default the first).
 
     Raises:
         DemoSetupError: Bad options, or a tab cannot be built.
@@ -142,6 +144,8 @@ def build_demo(
             f"{concurrency_limit}, {max_queue}, {max_upload_mb}"
         )
     keys = _keys(tabs)
+    if selected is not None and selected not in keys:
+        raise DemoSetupError(f"selected tab {selected!r} is not one of {', '.join(keys)}")
     root = prepare_sample(sample_dir, tabs=keys)
     work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="brrrr-demo-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -157,10 +161,11 @@ def build_demo(
             "Dataset explorer, stroke-lesion segmentation and the generative atlas, on the "
             "built-in sample. Everything runs here: no network, no GPU needed."
         )
-        for key in keys:
-            title, builder = TABS[key]
-            with gr.Tab(title, id=key):
-                getattr(_module(key), builder)(context)
+        with gr.Tabs(selected=selected or keys[0]):
+            for key in keys:
+                title, builder = TABS[key]
+                with gr.Tab(title, id=key):
+                    getattr(_module(key), builder)(context)
     demo.queue(max_size=max_queue, default_concurrency_limit=concurrency_limit)
     demo.brrrr_context = context
     return demo

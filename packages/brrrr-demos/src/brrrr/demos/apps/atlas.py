@@ -257,49 +257,6 @@ def build_atlas_tab(context: DemoContext) -> None:
             else ""
         )
     )
-    with gr.Row():
-        with gr.Column(scale=1):
-            latent_sliders = [
-                gr.Slider(-_LATENT_RANGE, _LATENT_RANGE, value=0.0, step=0.1, label=f"z[{d}]")
-                for d in dims
-            ]
-            fact_sliders = []
-            for c in facts:
-                low, high = c.range
-                step = _slider_step(c)
-                if step == 1.0:
-                    low, high = float(np.floor(low)), float(np.ceil(high))
-                default = round(c.default) if step == 1.0 else round(c.default, 1)
-                fact_sliders.append(
-                    gr.Slider(low, high, value=default, step=step, label=c.name.replace("_", " "))
-                )
-            unknown = gr.CheckboxGroup(
-                [c.name for c in facts], value=[], label="unknown facts (not given to the model)"
-            )
-            with gr.Row():
-                seed = gr.Number(0, precision=0, label="seed")
-                sample_rest = gr.Checkbox(False, label="draw the other latent dims")
-            threshold = gr.Slider(0.0, 0.95, value=0.4, step=0.05, label="threshold (× map max)")
-            uncertainty = gr.Radio(list(UNCERTAINTY), value="off", label="uncertainty overlay")
-            generate = gr.Button("Generate", variant="primary")
-        with gr.Column(scale=2):
-            viewer = gr.HTML(label="generated map on MNI152")
-            summary = gr.JSON(label="summary")
-            with gr.Row():
-                map_file = gr.File(label="mean map (NIfTI)")
-                sd_file = gr.File(label="uncertainty map (NIfTI)")
-    with gr.Row():
-        with gr.Column(scale=1):
-            n_clouds = gr.Slider(1, 8, value=2, step=1, label="peak clouds to sample")
-            peak_seed = gr.Number(0, precision=0, label="peak seed")
-            peaks_button = gr.Button("Sample peaks", interactive=atlas.points is not None)
-            if atlas.points is None:
-                gr.Markdown("This atlas folder has no point-cloud model (pointvae/model).")
-        with gr.Column(scale=2):
-            plot = gr.Plot(label="sampled peaks (MNI mm)")
-            peaks_summary = gr.JSON(label="peaks")
-            peaks_file = gr.File(label="peaks (CSV)")
-
     n_dims, n_facts = len(dims), len(facts)
 
     def raw_facts(values: list[float], hidden: list[str] | None) -> dict[str, float | None]:
@@ -324,7 +281,7 @@ def build_atlas_tab(context: DemoContext) -> None:
             generated = generate_map(atlas, latent=z, conditions=conditions, grid=grid, mask=mask)
             view = atlas_view(generated, threshold=float(fraction), uncertainty=str(choice))
         except BrrrrError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         key = hashlib.sha256(json.dumps([z.tolist(), conditions]).encode()).hexdigest()[:12]
         out_dir.mkdir(parents=True, exist_ok=True)
         mean_path = save_volume(generated.mean, out_dir / f"atlas-mean-{key}.nii.gz")
@@ -353,6 +310,60 @@ def build_atlas_tab(context: DemoContext) -> None:
         }
         return viewer_html(view), info, str(mean_path), None if sd_path is None else str(sd_path)
 
+    fact_defaults = []
+    for c in facts:
+        default = round(c.default) if _slider_step(c) == 1.0 else round(c.default, 1)
+        fact_defaults.append(float(default))
+    # The tab opens on the map of the default sliders (generated once, when the app is built).
+    first: tuple[str, dict[str, Any], str, str | None] | None
+    try:
+        first = on_generate(*([0.0] * n_dims), *fact_defaults, [], 0, False, 0.4, "off")
+    except gr.Error:
+        first = None
+
+    with gr.Row():
+        with gr.Column(scale=1):
+            latent_sliders = [
+                gr.Slider(-_LATENT_RANGE, _LATENT_RANGE, value=0.0, step=0.1, label=f"z[{d}]")
+                for d in dims
+            ]
+            fact_sliders = []
+            for c in facts:
+                low, high = c.range
+                step = _slider_step(c)
+                if step == 1.0:
+                    low, high = float(np.floor(low)), float(np.ceil(high))
+                default = round(c.default) if step == 1.0 else round(c.default, 1)
+                fact_sliders.append(
+                    gr.Slider(low, high, value=default, step=step, label=c.name.replace("_", " "))
+                )
+            unknown = gr.CheckboxGroup(
+                [c.name for c in facts], value=[], label="unknown facts (not given to the model)"
+            )
+            with gr.Row():
+                seed = gr.Number(0, precision=0, label="seed")
+                sample_rest = gr.Checkbox(False, label="draw the other latent dims")
+            threshold = gr.Slider(0.0, 0.95, value=0.4, step=0.05, label="threshold (× map max)")
+            uncertainty = gr.Radio(list(UNCERTAINTY), value="off", label="uncertainty overlay")
+            generate = gr.Button("Generate", variant="primary")
+        with gr.Column(scale=2):
+            viewer = gr.HTML(first[0] if first else None, label="generated map on MNI152")
+            summary = gr.JSON(first[1] if first else None, label="summary")
+            with gr.Row():
+                map_file = gr.File(first[2] if first else None, label="mean map (NIfTI)")
+                sd_file = gr.File(label="uncertainty map (NIfTI)")
+    with gr.Row():
+        with gr.Column(scale=1):
+            n_clouds = gr.Slider(1, 8, value=2, step=1, label="peak clouds to sample")
+            peak_seed = gr.Number(0, precision=0, label="peak seed")
+            peaks_button = gr.Button("Sample peaks", interactive=atlas.points is not None)
+            if atlas.points is None:
+                gr.Markdown("This atlas folder has no point-cloud model (pointvae/model).")
+        with gr.Column(scale=2):
+            plot = gr.Plot(label="sampled peaks (MNI mm)")
+            peaks_summary = gr.JSON(label="peaks")
+            peaks_file = gr.File(label="peaks (CSV)")
+
     def on_peaks(*args: Any) -> tuple[Any, dict[str, Any], str]:
         fact_values = [float(v) for v in args[:n_facts]]
         hidden, count, seed_value = args[n_facts:]
@@ -364,7 +375,7 @@ def build_atlas_tab(context: DemoContext) -> None:
                 atlas, conditions=conditions, n_samples=int(count), seed=int(seed_value or 0)
             )
         except BrrrrError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         figure = peaks_figure(points, outline=_template()[2], title="sampled peaks")
         out_dir.mkdir(parents=True, exist_ok=True)
         key = hashlib.sha256(json.dumps([conditions, int(count), int(seed_value or 0)]).encode())

@@ -214,6 +214,16 @@ def build_explorer_tab(context: DemoContext) -> None:
         initial = open_folder(first)
     except BrrrrError:
         initial = None  # the sample was not prepared: the tab opens empty
+    # ... and shows its first T1w (else its first row) straight away.
+    shown: tuple[str, str, dict[str, Any], dict[str, Any], str] | None = None
+    if initial is not None and len(initial[3]):
+        frame = initial[3]
+        picked = frame[frame["suffix"] == "T1w"] if "suffix" in frame else frame.iloc[:0]
+        row = str((picked if len(picked) else frame)["path"].iloc[0])
+        try:
+            shown = (row, *show_row(first, row))
+        except BrrrrError:
+            shown = None
     limit = context.concurrency_limit
 
     gr.Markdown(
@@ -276,13 +286,17 @@ def build_explorer_tab(context: DemoContext) -> None:
         max_height=360,
     )
     with gr.Row():
-        row_path = gr.Textbox(label="Row path", placeholder="sub-01/ses-1/anat/sub-01_T1w.nii.gz")
+        row_path = gr.Textbox(
+            value=shown[0] if shown else "",
+            label="Row path",
+            placeholder="sub-01/ses-1/anat/sub-01_T1w.nii.gz",
+        )
         show_button = gr.Button("Show", scale=0)
-    caption = gr.Markdown("")
-    viewer = gr.HTML(label="Volume")
+    caption = gr.Markdown(shown[4] if shown else "")
+    viewer = gr.HTML(shown[1] if shown else None, label="Volume")
     with gr.Row():
-        sidecar = gr.JSON(label="Sidecar (after BIDS inheritance)")
-        header = gr.JSON(label="Header")
+        sidecar = gr.JSON(shown[2] if shown else None, label="Sidecar (after BIDS inheritance)")
+        header = gr.JSON(shown[3] if shown else None, label="Header")
 
     def on_open(path: str) -> list[Any]:
         text, found, span, frame = _shown(lambda: open_folder(path))

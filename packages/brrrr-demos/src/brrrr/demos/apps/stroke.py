@@ -320,6 +320,22 @@ def segment_case(
     return StrokeResult(dwi, mask, on_grid, Path(mask_path), summary, metrics)
 
 
+def _lesion_centre(mask: np.ndarray, affine: np.ndarray) -> tuple[float, float, float]:
+    """World position of the largest lesion's voxel nearest its centroid (always inside it).
+
+    The centroid of all lesions together may fall between them, where every slice through it
+    misses the mask.
+    """
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(labels.ravel())[1:]
+    voxels = np.argwhere(labels == int(np.argmax(sizes)) + 1)
+    nearest = voxels[np.argmin(((voxels - voxels.mean(axis=0)) ** 2).sum(axis=1))]
+    x, y, z = (affine @ np.array([*nearest, 1.0]))[:3]
+    return float(x), float(y), float(z)
+
+
 def stroke_view(result: StrokeResult, *, height: int = 520) -> View:
     """The DWI with the mask in red (and the ground truth in green), crosshair on the lesion."""
     from brrrr.demos.viewer import Layer, View
@@ -329,12 +345,11 @@ def stroke_view(result: StrokeResult, *, height: int = 520) -> View:
         layers.append(
             Layer(result.ground_truth, colormap="green", opacity=0.45, threshold=0.5, name="truth")
         )
-    layers.append(Layer(result.mask, colormap="red", opacity=0.6, threshold=0.5, name="mask"))
+    layers.append(Layer(result.mask, colormap="red", opacity=0.85, threshold=0.5, name="mask"))
     crosshair = None
-    found = np.argwhere(np.asarray(result.mask.data) > 0)
-    if len(found):
-        centre = found.mean(axis=0)
-        crosshair = (result.mask.affine @ np.array([*centre, 1.0]))[:3]
+    shown = result.mask if np.any(result.mask.data) else result.ground_truth
+    if shown is not None and np.any(shown.data):
+        crosshair = _lesion_centre(np.asarray(shown.data) > 0, shown.affine)
     return View(layers, crosshair=crosshair, height=height, title="brrrr stroke segmentation")
 
 
@@ -357,6 +372,14 @@ def build_stroke_tab(context: DemoContext) -> None:
     from brrrr.demos.viewer import viewer_html
 
     cases = sorted(sample_cases(context.sample_dir))
+    # The tab opens on the first sample case already segmented by the shipped model (a few
+    # seconds, once, when the app is built), so a visitor sees a mask straight away.
+    first: StrokeResult | None = None
+    if cases:
+        try:
+            first = segment_case(context.sample_dir, context.work_dir, case=cases[0], model=SHIPPED)
+        except BrrrrError:
+            first = None
     gr.Markdown(
         "### Stroke-lesion segmentation\n"
         "Segment an acute ischaemic lesion from DWI and ADC (FLAIR optional). The shipped "
@@ -383,11 +406,13 @@ def build_stroke_tab(context: DemoContext) -> None:
             threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="threshold")
             run = gr.Button("Segment", variant="primary")
         with gr.Column(scale=2):
-            viewer = gr.HTML(label="mask over DWI")
+            viewer = gr.HTML(
+                value=viewer_html(stroke_view(first)) if first else None, label="mask over DWI"
+            )
             with gr.Row():
-                summary = gr.JSON(label="lesion")
-                metrics = gr.JSON(label="ISLES'22 metrics")
-            mask_file = gr.File(label="mask (NIfTI)")
+                summary = gr.JSON(value=first.summary if first else None, label="lesion")
+                metrics = gr.JSON(value=first.metrics if first else None, label="ISLES'22 metrics")
+            mask_file = gr.File(value=str(first.mask_path) if first else None, label="mask (NIfTI)")
 
     def on_segment(
         case_id: str | None,
@@ -411,7 +436,7 @@ def build_stroke_tab(context: DemoContext) -> None:
                 max_upload_mb=context.max_upload_mb,
             )
         except BrrrrError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         shown: dict[str, Any] = result.metrics or {"note": "no ground truth given"}
         return viewer_html(stroke_view(result)), result.summary, shown, str(result.mask_path)
 
