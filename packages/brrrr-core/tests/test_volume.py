@@ -347,3 +347,23 @@ def test_resample_needs_exactly_one_of_spacing_and_like() -> None:
         vol.resample(2.0, like=vol)
     with pytest.raises(GeometryError, match="spacing"):
         vol.resample(0.0)
+
+
+def test_repr_html_without_a_viewer_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With no package registered under brrrr.html_repr, Jupyter falls back to the plain repr.
+    from brrrr.core import volume as volume_module
+
+    monkeypatch.setattr(volume_module, "_html_renderers", lambda: ())
+    assert Volume(np.zeros((2, 3, 4), np.float32), np.eye(4))._repr_html_() is None
+
+
+def test_repr_html_skips_a_failing_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from brrrr.core import volume as volume_module
+
+    def broken(volume: Volume) -> str:
+        raise RuntimeError("no display here")
+
+    monkeypatch.setattr(
+        volume_module, "_html_renderers", lambda: (broken, lambda v: f"<b>{v.shape}</b>")
+    )
+    assert Volume(np.zeros((2, 3, 4), np.float32), np.eye(4))._repr_html_() == "<b>(2, 3, 4)</b>"

@@ -85,3 +85,11 @@ def test_a_gradio_app_draws_the_viewer(
     assert tissue > 0.08
     assert red > 0.001
     keep_screenshot(shot, "demos-viewer-gradio")
+
+
+def test_a_bare_volume_displays_in_the_viewer(phantom: tuple[Volume, Volume]) -> None:
+    # brrrr.core's Volume._repr_html_ finds brrrr-demos through the brrrr.html_repr entry point.
+    snippet = phantom[0]._repr_html_()
+    assert snippet is not None
+    assert snippet.startswith('<iframe class="brrrr-viewer"')
+    assert snippet == viewer_html(View(phantom[0]))

@@ -59,6 +59,7 @@ view = View([Layer(image), Layer(lesion, colormap="red", opacity=0.7)],
     "view",
     "widget = view.widget()\nwidget",
     "widget.crosshair = [0.0, 10.0, 5.0]\nwidget.crosshair",
+    "image",  # a bare brrrr.core Volume: its _repr_html_ draws through brrrr-demos' entry point
 ]
 
 # A page that runs the widget's front end (its `_esm`, from the saved widget state) the way
@@ -141,6 +142,9 @@ def test_notebook_outputs_draw_in_chromium(
     assert len(saved["spec"]["layers"]) == 2
     assert saved["crosshair"] == [0.0, 10.0, 5.0]  # set from Python in the last cell
     assert cells[3].outputs[0]["data"]["text/plain"] == "[0.0, 10.0, 5.0]"
+    (volume_output,) = cells[4].outputs
+    assert volume_output["data"]["text/html"].startswith('<iframe class="brrrr-viewer"')
+    assert volume_output["data"]["text/plain"].startswith("Volume(shape=(64, 76, 64)")
 
     state = json.dumps(saved).replace("<", "\\u003c")
     harness = tmp_path / "widget.html"

@@ -17,8 +17,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -137,6 +138,23 @@ class Volume:
             f"Volume(shape={self.shape}{channels}, dtype={self.dtype}, spacing=({spacing}) mm, "
             f"axcodes={self.axcodes!r}, memory={_format_bytes(self.nbytes)}{source})"
         )
+
+    def _repr_html_(self) -> str | None:
+        """Jupyter's rich display: an interactive viewer when one is installed, else ``None``.
+
+        ``brrrr.core`` draws nothing itself (it imports no viewer): a package that registers
+        a function under the entry-point group ``brrrr.html_repr`` (``brrrr-demos`` does:
+        NiiVue, offline) renders the volume; with none installed Jupyter shows the plain
+        ``repr``. A renderer that fails also falls back to the plain ``repr``.
+        """
+        for render in _html_renderers():
+            try:
+                html = render(self)
+            except Exception:  # a display hook must never break printing a volume
+                continue
+            if isinstance(html, str):
+                return html
+        return None
 
     def with_data(self, data: np.ndarray, affine: np.ndarray | None = None) -> Volume:
         """A new volume with other voxels (and optionally another affine), same metadata."""
@@ -271,3 +289,20 @@ class Volume:
             device=device,
         )
         return self.with_data(out, target)
+
+
+HTML_REPR_GROUP = "brrrr.html_repr"
+
+
+@functools.cache
+def _html_renderers() -> tuple[Callable[[Volume], object], ...]:
+    """The ``brrrr.html_repr`` entry points that load, in name order (looked up once)."""
+    from importlib.metadata import entry_points
+
+    renderers = []
+    for entry in sorted(entry_points(group=HTML_REPR_GROUP), key=lambda e: e.name):
+        try:
+            renderers.append(entry.load())
+        except Exception:  # an optional viewer whose dependencies are missing
+            continue
+    return tuple(renderers)
