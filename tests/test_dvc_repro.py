@@ -1,7 +1,8 @@
 """`dvc repro` of the repository's dvc.yaml for real, in a fresh DVC project without a remote.
 
-One slow test: the whole pipeline runs once, a second `dvc repro` does nothing, and after one
-parameter changes only the stages that depend on it run again.
+One slow test: the whole pipeline runs once, a second `dvc repro` does nothing, and after a
+parameter changes (a segmentation threshold, a β-VAE trainer setting, the BIDS subject count) only
+the stages that depend on it run again.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ def test_dvc_repro_runs_once_then_only_what_a_parameter_changes(tmp_path: Path) 
             == yaml.safe_load((ROOT / "params.yaml").read_text())["stroke"]["cases"]
         )
         assert 0.0 <= scores["aggregate"]["dice"]["mean"] <= 1.0
+    assert "train/loss" in json.loads((project / "metrics" / "vae.json").read_text())
+    verified = json.loads((project / "data" / "bids_verify.json").read_text())
+    assert verified["ok"]
+    assert verified["problems"] == []
+    assert verified["files_checked"] > 0
     shown = json.loads(_dvc(project, env, "metrics", "show", "--json"))
     assert "metrics/segment_trained.json" in json.dumps(shown)
     _dvc(project, env, "plots", "show", "--json")
@@ -90,4 +96,20 @@ def test_dvc_repro_runs_once_then_only_what_a_parameter_changes(tmp_path: Path) 
     assert set(json.loads(_dvc(project, env, "status", "--json"))) == {"segment_trained"}
     third = _dvc(project, env, "repro")
     assert {"segment_trained"} <= _ran(third) <= {"segment_trained", "evaluate_trained"}, third
+    assert json.loads(_dvc(project, env, "status", "--json")) == {}
+
+    # A β-VAE parameter reruns the β-VAE training alone.
+    params["vae"]["trainer"]["max_steps"] = 2
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert set(json.loads(_dvc(project, env, "status", "--json"))) == {"train_vae"}
+    assert _ran(_dvc(project, env, "repro")) == {"train_vae"}
+    assert json.loads(_dvc(project, env, "status", "--json")) == {}
+
+    # A parameter of the BIDS dataset reruns the BIDS stages and nothing of the lesion branch.
+    params["bids"]["subjects"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert set(json.loads(_dvc(project, env, "status", "--json"))) == {"bids_sample"}
+    fourth = _dvc(project, env, "repro")
+    assert _ran(fourth) == {"bids_sample", "bids_to_hf", "bids_verify"}, fourth
+    assert json.loads((project / "data" / "bids_verify.json").read_text())["ok"]
     assert json.loads(_dvc(project, env, "status", "--json")) == {}
