@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,19 +34,59 @@ def test_quickstart_is_exactly_two_commands() -> None:
     assert commands[0].startswith("uv run brrrr ")
 
 
+@pytest.mark.slow
 def test_quickstart_main_job_runs(tmp_path: Path) -> None:
-    # Run the first command's `brrrr …` part with this environment's console script.
+    # Run the first command's `brrrr …` part (`brrrr demo`) with this environment's console
+    # script, the sample in tmp_path, on a free port; it serves until interrupted, so the test
+    # waits for the URL it prints, drives the app there, then stops it with Ctrl+C (SIGINT).
+    from gradio_client import Client
+
+    from brrrr.demos.apps.stroke import SHIPPED
+    from brrrr.demos.testing import free_port
+
     argv = shlex.split(_quickstart_commands()[0])[2:]
-    process = subprocess.run(
-        [str(BIN / argv[0]), *argv[1:]],
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "BRRRR_DEMO_DIR": str(tmp_path / "sample"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [str(BIN / argv[0]), *argv[1:], "--port", str(free_port())],
         cwd=tmp_path,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        check=False,
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+        env=env,
     )
-    assert process.returncode == 0, process.stderr
-    assert "wrote" in process.stdout
+    seen: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 600
+        url = None
+        while url is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+            seen.append(line)
+            found = re.search(r"running on (http://127\.0\.0\.1:\d+/?)", line)
+            url = found.group(1) if found else None
+        assert url is not None, "brrrr demo printed no URL:\n" + "".join(seen)
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        _, summary, metrics, _ = client.predict(
+            "case-000", None, None, None, None, SHIPPED, "mean", 0.5, api_name="/segment"
+        )
+        assert summary["lesion_count"] >= 1
+        assert metrics["dice"] > 0.5
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _stage_paths(stage: dict[str, Any], section: str) -> list[str]:
