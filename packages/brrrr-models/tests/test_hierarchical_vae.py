@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -60,6 +61,7 @@ def test_stop_gradient_keeps_the_full_reconstruction_out_of_the_top_path(tiny_hi
         assert model.from_bottom.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_both_levels_carry_information_after_a_short_training(tiny_hierarchical_config):
     model = HierarchicalVAE(tiny_hierarchical_config())
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)

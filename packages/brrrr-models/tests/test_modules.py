@@ -33,6 +33,7 @@ def _loss(module: L.LightningModule, dm: L.LightningDataModule) -> float:
     return float(np.mean(losses))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["vae", "hvae"])
 def test_map_modules_lower_the_loss(
     tmp_path: Path,

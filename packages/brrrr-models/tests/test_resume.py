@@ -106,12 +106,14 @@ def tiny(tiny_maps: Callable[..., MapDataModule], tiny_map_model: dict[str, Any]
     return Tiny(tiny_maps, tiny_map_model)
 
 
+@pytest.mark.slow
 def test_resumed_run_reaches_the_same_weights(tmp_path: Path, tiny: Tiny) -> None:
     reference = _run(tmp_path, "a", tiny=tiny)
     resumed = _interrupted(tmp_path, tiny)
     assert _equal(reference, resumed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("drop", ["loader position", "rng states"])
 def test_the_check_fails_without_each_mechanism(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drop: str, tiny: Tiny

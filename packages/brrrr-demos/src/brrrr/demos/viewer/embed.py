@@ -26,10 +26,9 @@ from brrrr.core.errors import MissingDependencyError
 if TYPE_CHECKING:
     import gradio as gr
 
-    from brrrr.core import Volume
     from brrrr.demos.viewer.view import View
 
-__all__ = ["gradio_viewer", "viewer_html", "volume_html"]
+__all__ = ["gradio_viewer", "viewer_html"]
 
 
 def viewer_html(view: View, *, height: int | None = None) -> str:
@@ -50,18 +49,6 @@ def viewer_html(view: View, *, height: int | None = None) -> str:
         f'style="display:block;width:100%;height:{pixels}px;border:0" '
         f'srcdoc="{page}"></iframe>'
     )
-
-
-def volume_html(volume: Volume) -> str:
-    """A volume alone in the viewer, for Jupyter's display of a bare ``Volume``.
-
-    Registered under the entry-point group ``brrrr.html_repr``, so that ``brrrr.core``'s
-    ``Volume._repr_html_`` draws with NiiVue when ``brrrr-demos`` is installed, without
-    ``brrrr.core`` importing this package. A 4-D volume shows its first channel.
-    """
-    from brrrr.demos.viewer.view import View
-
-    return viewer_html(View(volume))
 
 
 def gradio_viewer(view: View | None = None, *, height: int | None = None, **kwargs: Any) -> gr.HTML:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from brrrr.core import Volume
     from brrrr.demos.viewer.widget import ViewerWidget
 
-__all__ = ["Convention", "SliceType", "View"]
+__all__ = ["Convention", "SliceType", "View", "volume_html"]
 
 SliceType = Literal["multiplanar", "axial", "coronal", "sagittal", "render"]
 """How NiiVue lays the volume out: three planes plus a 3-D rendering, one plane, or 3-D only."""
@@ -219,6 +219,16 @@ class View:
     def _repr_html_(self) -> str:
         """Jupyter's rich display: the standalone page in an ``<iframe srcdoc>``."""
         return viewer_html(self)
+
+
+def volume_html(volume: Volume) -> str:
+    """A volume alone in the viewer, for Jupyter's display of a bare ``Volume``.
+
+    Registered under the entry-point group ``brrrr.html_repr``, so that ``brrrr.core``'s
+    ``Volume._repr_html_`` draws with NiiVue when ``brrrr-demos`` is installed, without
+    ``brrrr.core`` importing this package.
+    """
+    return viewer_html(View(volume))
 
 
 _PAGE = """<!doctype html>
