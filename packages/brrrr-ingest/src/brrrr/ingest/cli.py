@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from brrrr.ingest._commands import command_group, with_options
+from brrrr.core.cli_options import command_group, runner_options, with_options
 
 __all__ = ["bids_app"]
 
@@ -94,52 +94,6 @@ def _convert_options(
     }
 
 
-def _runner_options(
-    shard_index: Annotated[
-        int | None,
-        typer.Option(
-            "--shard-index",
-            help="Write only this share of the shards (0-based; e.g. $SLURM_ARRAY_TASK_ID). "
-            "The share that finds every share finished writes manifest.json and the card.",
-        ),
-    ] = None,
-    num_shards: Annotated[
-        int | None,
-        typer.Option("--num-shards", help="Number of shares (the SLURM array's size)."),
-    ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            help="Write the shards as Dask tasks: a scheduler address (tcp://host:8786) or "
-            "local:N for N local worker processes (needs the dask extra of brrrr-core)."
-        ),
-    ] = None,
-    cluster: Annotated[
-        Path | None,
-        typer.Option(
-            help="Start a dask-jobqueue cluster from this YAML spec (cluster: slurm|pbs, "
-            "jobs, options) and write the shards on it."
-        ),
-    ] = None,
-    merge: Annotated[
-        bool,
-        typer.Option(
-            "--merge",
-            help="Only merge the share manifests of a finished sharded run into "
-            "manifest.json and the card.",
-        ),
-    ] = False,
-) -> dict[str, Any]:
-    """The distribution options of ``to-hf``, as keywords of ``to_hf`` (``merge`` → ``mode``)."""
-    return {
-        "shard_index": shard_index,
-        "num_shards": num_shards,
-        "scheduler": scheduler,
-        "cluster_spec": cluster,
-        "merge": merge,
-    }
-
-
 def _print_skipped(skipped: list[dict[str, str]]) -> None:
     if skipped:
         typer.echo(f"skipped {len(skipped)} files that failed to load:", err=True)
@@ -172,7 +126,7 @@ def sample_command(
 
 @bids_app.command("to-hf")
 @with_options("options", _convert_options)
-@with_options("runner", _runner_options)
+@with_options("runner", runner_options("write the shards", merged="manifest.json and the card"))
 def to_hf_command(
     root: Root,
     out: Annotated[

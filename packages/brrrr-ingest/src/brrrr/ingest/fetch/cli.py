@@ -12,7 +12,7 @@ from typing import Annotated, TypedDict
 
 import typer
 
-from brrrr.ingest._commands import command_group, with_options
+from brrrr.core.cli_options import command_group, with_options
 from brrrr.ingest.retry import RetryPolicy
 
 __all__ = ["fetch_app"]

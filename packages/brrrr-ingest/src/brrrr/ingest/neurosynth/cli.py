@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from brrrr.ingest._commands import command_group
+from brrrr.core.cli_options import command_group
 
 __all__ = ["neurosynth_app"]
 

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from brrrr.ingest._commands import command_group, with_options
+from brrrr.core.cli_options import command_group, runner_options, with_options
 
 runner = CliRunner()
 
@@ -74,3 +74,32 @@ def test_a_command_without_the_parameter_is_refused() -> None:
 
         @with_options("transfer", _transfer)
         def command(out: str) -> None: ...
+
+
+def test_runner_options_are_declared_once_for_every_distributed_command() -> None:
+    app = command_group("demo", help="A demo group.")
+
+    @app.command("build")
+    @with_options("runner", runner_options("build the maps", merged="manifest.json"))
+    def build_command(
+        root: Annotated[str, typer.Argument(help="Where.")], *, runner: dict[str, object]
+    ) -> None:
+        typer.echo(f"{root} {sorted(runner.items())}")
+
+    @app.command("other")
+    def other_command() -> None: ...
+
+    result = runner.invoke(app, ["build", "here", "--shard-index", "1", "--num-shards", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (
+        "here [('cluster_spec', None), ('merge', False), ('num_shards', 3), "
+        "('scheduler', None), ('shard_index', 1)]"
+    )
+    merged = runner.invoke(app, ["build", "here", "--merge", "--scheduler", "local:2"])
+    assert "('merge', True)" in merged.output
+    assert "('scheduler', 'local:2')" in merged.output
+    help_text = runner.invoke(app, ["build", "--help"], terminal_width=200).output
+    for option in ("--shard-index", "--num-shards", "--scheduler", "--cluster", "--merge"):
+        assert option in help_text
+    assert "build the maps" in help_text
+    assert runner.invoke(app, ["build", "here", "--num-shards", "x"]).exit_code == 2

@@ -1,4 +1,4 @@
-"""Pieces shared by brrrr-ingest's command groups (``bids``, ``fetch``, ``neurosynth``).
+"""Pieces shared by the packages' command groups (``bids``, ``fetch``, ``preprocess``, ``train``…).
 
 Every ``brrrr`` invocation imports the command modules, so this one imports
 only the standard library and Typer.
@@ -6,6 +6,9 @@ only the standard library and Typer.
 * :func:`command_group`: the ``typer.Typer`` of a group that core's ``brrrr`` registers.
 * :func:`with_options`: options that several commands share, declared once in a
   function that also turns them into what the commands pass on.
+* :func:`runner_options`: the distribution options of a command whose work splits into
+  shares (``--shard-index/--num-shards``, ``--scheduler``, ``--cluster``, ``--merge``),
+  for :mod:`brrrr.core.distributed`.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-__all__ = ["command_group", "with_options"]
+__all__ = ["command_group", "runner_options", "with_options"]
 
 R = TypeVar("R")
 
@@ -107,3 +111,90 @@ def with_options(
         return wrapper
 
     return decorate
+
+
+def runner_options(work: str, *, merged: str) -> Callable[..., dict[str, Any]]:
+    """The options that split a command's work over a SLURM array or a Dask cluster.
+
+    Use with :func:`with_options`; the command receives ``{"shard_index", "num_shards",
+    "scheduler", "cluster_spec", "merge"}`` (keywords of the builders in
+    :mod:`brrrr.core.distributed`'s callers, ``merge`` a bool).
+
+    Args:
+        work: What one share does, for the help texts (``"write the shards"``).
+        merged: What the last share (or ``--merge``) writes (``"manifest.json"``).
+
+    Returns:
+        The options' group function.
+
+    Example:
+        >>> @with_options("runner", runner_options("build the maps", merged="manifest.json"))
+        ... def build(*, runner: dict[str, Any]) -> None:
+        ...     print(runner)
+        >>> build(shard_index=1, num_shards=4, scheduler=None, cluster=None, merge=False)
+        {'shard_index': 1, 'num_shards': 4, 'scheduler': None, 'cluster_spec': None, 'merge': False}
+    """
+    declared = {
+        "shard_index": (
+            int | None,
+            typer.Option(
+                "--shard-index",
+                help=f"Only this share of the work ({work}; 0-based, e.g. "
+                f"$SLURM_ARRAY_TASK_ID). The share that finds every share finished writes "
+                f"{merged}.",
+            ),
+            None,
+        ),
+        "num_shards": (
+            int | None,
+            typer.Option("--num-shards", help="Number of shares (the SLURM array's size)."),
+            None,
+        ),
+        "scheduler": (
+            str | None,
+            typer.Option(
+                help=f"{work.capitalize()} as Dask tasks: a scheduler address (tcp://host:8786) "
+                "or local:N for N local worker processes (needs the dask extra of brrrr-core)."
+            ),
+            None,
+        ),
+        "cluster": (
+            Path | None,
+            typer.Option(
+                help="Start a dask-jobqueue cluster from this YAML spec (cluster: slurm|pbs, "
+                f"jobs, options) and {work} on it."
+            ),
+            None,
+        ),
+        "merge": (
+            bool,
+            typer.Option(
+                "--merge",
+                help=f"Only merge the share manifests of a finished sharded run into {merged}.",
+            ),
+            False,
+        ),
+    }
+
+    def options(**values: Any) -> dict[str, Any]:
+        return {
+            "shard_index": values["shard_index"],
+            "num_shards": values["num_shards"],
+            "scheduler": values["scheduler"],
+            "cluster_spec": values["cluster"],
+            "merge": values["merge"],
+        }
+
+    options.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[kind, option],
+                default=default,
+            )
+            for name, (kind, option, default) in declared.items()
+        ],
+        return_annotation=dict[str, Any],
+    )
+    return options
