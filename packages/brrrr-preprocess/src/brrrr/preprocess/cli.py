@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from brrrr.core.cli_options import runner_options, with_options
 
 __all__ = ["preprocess_app"]
 
 preprocess_app = typer.Typer(
-    help="Preprocess volumes: prepared-volume caches, microscopy preparation, controlled drift.",
+    help="Preprocess volumes: BIDS to a dataset root, prepared-volume caches, microscopy "
+    "preparation, controlled drift.",
     no_args_is_help=True,
 )
 
@@ -66,54 +71,33 @@ def drift(
 
 
 @preprocess_app.command("cache")
+@with_options("runner", runner_options("build the cache", merged="cache/manifest.json"))
 def cache(
     root: Annotated[Path, typer.Argument(help="Dataset root holding raw/<study>/<image>.")],
+    *,
     mode: Annotated[
         list[str],
         typer.Option(help="PATTERN=mri|ct, tried in order (study id, study/file or glob)."),
     ] = ["*=mri"],  # noqa: B006 - Typer reads the default, it is never mutated
     workers: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
     force: Annotated[bool, typer.Option(help="Rebuild every entry.")] = False,
-    shard_index: Annotated[
-        int | None,
-        typer.Option(
-            "--shard-index",
-            help="Build only this share of the images (0-based; e.g. $SLURM_ARRAY_TASK_ID). "
-            "The share that finds every share finished writes cache/manifest.json.",
-        ),
-    ] = None,
-    num_shards: Annotated[
-        int | None,
-        typer.Option("--num-shards", help="Number of shares (the SLURM array's size)."),
-    ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            help="Build as Dask tasks: a scheduler address (tcp://host:8786) or local:N "
-            "for N local worker processes (needs the dask extra of brrrr-core)."
-        ),
-    ] = None,
-    cluster: Annotated[
-        Path | None,
-        typer.Option(
-            help="Start a dask-jobqueue cluster from this YAML spec (cluster: slurm|pbs, "
-            "jobs, options) and build on it."
-        ),
-    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per Dask task.")] = 4,
-    merge: Annotated[
-        bool,
-        typer.Option(
-            "--merge",
-            help="Only merge the share manifests of a finished sharded build into "
-            "cache/manifest.json (metadata.json is not rescanned).",
-        ),
-    ] = False,
+    in_plane_mm: Annotated[float, typer.Option(help="Prepared voxel size within a slice.")] = 1.0,
+    through_plane_mm: Annotated[
+        float, typer.Option(help="Prepared voxel size across slices.")
+    ] = 4.0,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Also write the cache's counts, bytes and tokens as JSON."),
+    ] = None,
+    runner: dict[str, Any],
 ) -> None:
-    """Scan the dataset, write metadata.json, and build (or resume) the uint8 cache:
-    here, as one share of a SLURM array, or on a Dask cluster."""
+    """Scan the dataset, write metadata.json, and build (or resume) the uint8 cache.
+
+    Here, as one share of a SLURM array, or on a Dask cluster."""
     from brrrr.preprocess.neurovfm.cache import CacheManager
     from brrrr.preprocess.neurovfm.metadata import DatasetMetadata
+    from brrrr.preprocess.neurovfm.settings import PrepareSettings
 
     mapping: dict[str, str] = {}
     for item in mode:
@@ -123,8 +107,10 @@ def cache(
                 f"{item!r}: use PATTERN=mri or PATTERN=ct", param_hint="--mode"
             )
         mapping[pattern] = value
-    manager = CacheManager(root)
-    if merge:
+    shard_index, num_shards = runner["shard_index"], runner["num_shards"]
+    settings = PrepareSettings(in_plane_mm=in_plane_mm, through_plane_mm=through_plane_mm)
+    manager = CacheManager(root, settings=settings)
+    if runner["merge"]:
         report = manager.merge_shares()
     else:
         # Every share scans the same tree into the same bytes (written atomically).
@@ -134,8 +120,8 @@ def cache(
             force=force,
             shard_index=shard_index,
             num_shards=num_shards,
-            scheduler=scheduler,
-            cluster_spec=cluster,
+            scheduler=runner["scheduler"],
+            cluster_spec=runner["cluster_spec"],
             batch_size=batch_size,
         )
     stats = manager.stats()
@@ -145,7 +131,52 @@ def cache(
         f"reused {len(report.reused)}, failed {len(report.failed)}; cache holds "
         f"{stats.cached}/{stats.images} images ({stats.bytes / 1e6:.1f} MB)"
     )
+    if json_out is not None:
+        from brrrr.core.files import atomic_write
+
+        tokens = manager.token_counts()
+        summary = {
+            **dataclasses.asdict(stats),
+            "tokens": sum(tokens.values()),
+            "tokens_per_image": {
+                "min": min(tokens.values(), default=0),
+                "max": max(tokens.values(), default=0),
+            },
+        }
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(json_out, (json.dumps(summary, indent=2) + "\n").encode())
     for name, error in report.failed.items():
         typer.echo(f"failed: {name}: {error}", err=True)
     if report.failed:
         raise typer.Exit(1)
+
+
+@preprocess_app.command("from-bids")
+def from_bids(
+    bids_root: Annotated[Path, typer.Argument(help="BIDS dataset (read only).")],
+    root: Annotated[Path, typer.Argument(help="Dataset root to create (raw/<study>/<image>).")],
+    *,
+    datatype: Annotated[
+        list[str], typer.Option(help="Datatype folder to take images from (repeatable).")
+    ] = ["anat"],  # noqa: B006 - Typer reads the default, it is never mutated
+    link: Annotated[
+        str, typer.Option(help="copy, hardlink (copies across file systems) or symlink.")
+    ] = "copy",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace ROOT/raw.")] = False,
+) -> None:
+    """Lay a BIDS dataset out as a dataset root for `brrrr preprocess cache`.
+
+    A study per session (sub-01_ses-1), an image per file (T1w.nii.gz)."""
+    from brrrr.preprocess.neurovfm.bids_layout import layout_from_bids
+
+    if link not in ("copy", "hardlink", "symlink"):
+        raise typer.BadParameter("use copy, hardlink or symlink", param_hint="--link")
+    written = layout_from_bids(
+        bids_root,
+        root,
+        datatypes=datatype,
+        link=link,  # type: ignore[arg-type]
+        overwrite=overwrite,
+    )
+    studies = {p.parent.name for p in written}
+    typer.echo(f"laid out {len(written)} images of {len(studies)} studies in {root / 'raw'}")
