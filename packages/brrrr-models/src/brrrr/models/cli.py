@@ -24,10 +24,13 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from brrrr.core.cli_options import runner_options, with_options
+
 __all__ = ["generate", "generate_maps", "train_app"]
 
 train_app = typer.Typer(
-    help="Train the generative atlas models (needs the lightning extra of brrrr-models).",
+    help="Train and score the models: atlas VAEs (maps, vae, hvae, pointvae, evaluate) and "
+    "the lesion segmenter (needs the lightning extra of brrrr-models).",
     no_args_is_help=True,
 )
 
@@ -136,6 +139,103 @@ def _command(kind: str, help_text: str) -> None:
 _command("vae", "Train the conditional 3D β-VAE on kernel maps.")
 _command("hvae", "Train the two-level hierarchical VAE on kernel maps.")
 _command("pointvae", "Train the PointNet++ conditional VAE on peak point clouds.")
+
+
+@train_app.command("maps")
+@with_options(
+    "runner",
+    runner_options("compute the maps", merged="the map cache's manifest.json"),
+)
+def maps(
+    config: ConfigOption,
+    *,
+    section: SectionOption = None,
+    output_dir: OutputOption = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Also write the cache's maps, grid and bytes as JSON."),
+    ] = None,
+    runner: dict[str, Any],
+) -> None:
+    """Compute a run's kernel maps into its map cache (data.cache_dir) ahead of training.
+
+    Here, as one share of a SLURM array, or on a Dask cluster; `brrrr train vae` with the
+    same run file then computes none."""
+    import dataclasses
+
+    from brrrr.models.training import build_map_cache, map_cache_dir
+
+    run = _load_run(config, section)
+    if output_dir is not None:
+        run = dataclasses.replace(run, output_dir=str(output_dir))
+    cached = build_map_cache(run, **runner)
+    folder = map_cache_dir(run)
+    if cached is None:
+        typer.echo(
+            f"share {runner['shard_index']} of {runner['num_shards']} done in {folder}; the "
+            "last share to finish writes the manifest (or run again with --merge)"
+        )
+        return
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    summary = {
+        "maps": len(cached),
+        "distinct_maps": len(set(cached.keys)),
+        "grid": [int(side) for side in np.shape(cached[0])] if len(cached) else [],
+        "bytes": size,
+        "cache_dir": str(folder),
+    }
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(summary, indent=2) + "\n")
+    typer.echo(f"{summary['maps']} maps in {folder} ({size / 1e6:.1f} MB)")
+
+
+@train_app.command("evaluate")
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder of a vae/hvae run (its output_dir).")],
+    split: Annotated[str, typer.Option(help="test or val.")] = "test",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the metrics as JSON (DVC metrics).")
+    ] = None,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="Write one row per held-out map (DVC plots).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the precision/recall draws.")] = 0,
+) -> None:
+    """Score a trained atlas run (vae, hvae) on its held-out split: the atlas metrics.
+
+    Reconstruction r/MSE/MAE against the mean training map, calibration (ECE), latent and
+    feature-space precision/recall; one CSV row per held-out map."""
+    import csv
+
+    from brrrr.models.training import evaluate_run
+
+    if split not in ("test", "val"):
+        raise typer.BadParameter("use test or val", param_hint="--split")
+    result = evaluate_run(run_dir, split=split, seed=seed)  # type: ignore[arg-type]
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.metrics, indent=2, default=str) + "\n")
+    if csv_out is not None:
+        csv_out.parent.mkdir(parents=True, exist_ok=True)
+        with csv_out.open("w", newline="") as handle:
+            fields = [
+                "analysis",
+                "study",
+                "correlation",
+                "baseline_correlation",
+                "mse",
+                "baseline_mse",
+            ]
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(result.per_map)
+    model, baseline = result.metrics["reconstruction"], result.metrics["baseline"]
+    typer.echo(
+        f"{result.metrics['n_maps']} {split} maps: r = {model['correlation']:.3f} "
+        f"(mean map {baseline['correlation']:.3f}), MSE = {model['mse']:.3g} "
+        f"(mean map {baseline['mse']:.3g})"
+    )
 
 
 @train_app.command("lesion")

@@ -10,7 +10,9 @@ Modules:
     modules: ``BetaVAEModule``, ``HierarchicalVAEModule``, ``PointVAEModule``.
     callbacks: ``KLController`` (β schedules, target-KL PI controller), ``SnapshotEnsemble``.
     trainer: ``build_trainer`` (precision from the accelerator, checkpoints, CSV/TensorBoard).
-    run: ``train(kind, config)``: one run from a configuration.
+    run: ``train(kind, config)``: one run from a configuration; ``build_map_cache`` (the maps
+        alone, shardable).
+    assess: ``evaluate_run``: the atlas metrics of a finished run on its held-out split.
 """
 
 from brrrr.core.errors import MissingDependencyError
@@ -22,6 +24,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         'training needs Lightning: pip install "brrrr-models[lightning]"'
     ) from None
 
+from brrrr.models.training.assess import RunEvaluation, evaluate_run
 from brrrr.models.training.callbacks import KLController, SnapshotEnsemble, kl_schedule
 from brrrr.models.training.config import (
     DataConfig,
@@ -50,7 +53,9 @@ from brrrr.models.training.modules import (
 from brrrr.models.training.run import (
     TrainResult,
     build_datamodule,
+    build_map_cache,
     build_module,
+    map_cache_dir,
     set_reference_maps,
     train,
 )
@@ -78,6 +83,7 @@ __all__ = [
     "PointVAEModule",
     "ResumableDataLoader",
     "RunConfig",
+    "RunEvaluation",
     "SnapshotConfig",
     "SnapshotEnsemble",
     "SplitConfig",
@@ -85,13 +91,16 @@ __all__ = [
     "TrainerConfig",
     "VAEModule",
     "build_datamodule",
+    "build_map_cache",
     "build_module",
     "build_trainer",
     "coarsen_template",
+    "evaluate_run",
     "kernel_from_spec",
     "kl_schedule",
     "load_peaks",
     "load_run_config",
+    "map_cache_dir",
     "metadata_table",
     "resolve_accelerator",
     "resolve_precision",

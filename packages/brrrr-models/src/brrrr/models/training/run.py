@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +50,15 @@ from brrrr.models.training.sources import (
 )
 from brrrr.models.training.splits import SplitConfig
 from brrrr.models.training.trainer import build_trainer
+from brrrr.preprocess.kernels import CachedMaps, MapCache, PeakTable
 
 __all__ = [
     "ModelKind",
     "TrainResult",
     "build_datamodule",
+    "build_map_cache",
     "build_module",
+    "map_cache_dir",
     "set_reference_maps",
     "train",
 ]
@@ -111,9 +115,7 @@ def build_datamodule(
     source = Path(data.source)
     if kind == "pointvae" and (source / "studies.json").exists():
         return PointCloudDataModule.from_folder(source, **common)
-    peaks, groups = load_peaks(data.source)
-    rows = select_studies(groups, max_studies=data.max_studies, seed=data.split_seed + 1)
-    peaks, groups = peaks.select(rows), groups[rows]
+    peaks, groups = _run_peaks(config)
     if kind == "pointvae":
         from brrrr.preprocess.pointclouds import save_point_clouds, to_point_clouds
 
@@ -123,10 +125,97 @@ def build_datamodule(
     return MapDataModule.from_peaks(
         peaks,
         groups=groups,
-        cache_dir=data.cache_dir or Path(config.output_dir) / "map-cache",
+        cache_dir=map_cache_dir(config),
         kernel=kernel_from_spec(data.kernel),
         template=_template(config),
         **common,
+    )
+
+
+def _run_peaks(config: RunConfig) -> tuple[PeakTable, np.ndarray]:
+    """The run's studies: its source, cut to ``max_studies`` when set."""
+    data = config.data
+    peaks, groups = load_peaks(data.source)
+    rows = select_studies(groups, max_studies=data.max_studies, seed=data.split_seed + 1)
+    return peaks.select(rows), groups[rows]
+
+
+def map_cache_dir(config: RunConfig) -> Path:
+    """Where a run keeps its kernel maps: ``data.cache_dir``, else ``<output_dir>/map-cache``."""
+    return Path(config.data.cache_dir or Path(config.output_dir) / "map-cache")
+
+
+def build_map_cache(
+    config: RunConfig,
+    *,
+    shard_index: int | None = None,
+    num_shards: int | None = None,
+    scheduler: str | None = None,
+    cluster_spec: str | os.PathLike[str] | None = None,
+    merge: bool = False,
+    progress: bool = False,
+) -> CachedMaps | None:
+    """Compute the kernel maps a map-model run trains on, before (or apart from) training.
+
+    The same studies, kernel and grid as :func:`train` uses, into :func:`map_cache_dir`, so a
+    later ``train`` finds every map and computes none. The work can be split: one share of a
+    SLURM array (``shard_index``/``num_shards``; the share that sees every share finished
+    merges the manifest), Dask tasks (``scheduler``/``cluster_spec``), or only the merge of
+    finished shares (``merge``).
+
+    Args:
+        config: The run (its ``data`` section; ``output_dir`` when ``data.cache_dir`` is unset).
+        shard_index, num_shards: This share of a sharded build.
+        scheduler: A Dask scheduler address or ``"local:N"``.
+        cluster_spec: A ``dask-jobqueue`` cluster spec (YAML file).
+        merge: Only merge the share manifests of a finished sharded build.
+        progress: Show a progress bar.
+
+    Returns:
+        Every study's maps, or ``None`` for a share while other shares are still to come.
+
+    Raises:
+        ModelConfigError: A point-cloud source (its runs have no maps).
+        DistributedError: Bad shard arguments, both a scheduler and a cluster spec, or a task
+            that killed its workers.
+    """
+    if Path(config.data.source, "studies.json").exists():
+        raise ModelConfigError(
+            "a point-cloud folder has no kernel maps to cache", path=config.data.source
+        )
+    from brrrr.core.distributed import run_mode
+
+    cache = MapCache(map_cache_dir(config))
+    if merge:
+        cache.merge_shares(num_shards=num_shards)
+    peaks, _ = _run_peaks(config)
+    kernel, template = kernel_from_spec(config.data.kernel), _template(config)
+    if merge:
+        return cache.lookup(peaks, kernel=kernel, template=template)
+    mode = run_mode(
+        shard_index=shard_index,
+        num_shards=num_shards,
+        scheduler=scheduler,
+        cluster_spec=cluster_spec,
+    )
+    if mode == "share":
+        assert shard_index is not None
+        assert num_shards is not None
+        return cache.build_share(
+            peaks,
+            shard_index=shard_index,
+            num_shards=num_shards,
+            kernel=kernel,
+            template=template,
+            progress=progress,
+        )
+    return cache.build(
+        peaks,
+        kernel=kernel,
+        template=template,
+        progress=progress,
+        scheduler=scheduler,
+        cluster_spec=cluster_spec,
     )
 
 
