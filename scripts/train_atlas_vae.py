@@ -48,9 +48,7 @@ import lightning as L
 import torch
 
 from brrrr.models.evaluation import (
-    PCAFeatures,
     ensemble_predict,
-    evaluate_maps,
     latent_traversal,
     load_ensemble,
     plot_calibration,
@@ -63,6 +61,7 @@ from brrrr.models.training import (
     VAEModule,
     build_datamodule,
     build_module,
+    evaluate_run,
     load_run_config,
     train,
 )
@@ -83,7 +82,6 @@ QUICK_MODEL = {
 QUICK_BETA = 0.1
 QUICK_FWHM_MM = 16.0  # 16 mm on the 8 mm grid so a blob spans more than a voxel
 QUICK_STEPS = 384
-PCA_COMPONENTS = 16
 
 
 def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
@@ -204,22 +202,11 @@ def main() -> None:
     mask = module.voxel_mask
     assert mask is not None
     ensemble = load_ensemble(result.snapshots) if len(result.snapshots) >= 2 else []
-    # The baseline and the PCA feature space come from the training split only; every score
-    # below is on the test split, which no choice in this script looked at.
-    train_set = datamodule.dataset("train")
-    train_maps = torch.stack([train_set[i]["x"] for i in range(len(train_set))])
-    mean_map = train_maps.mean(dim=0, keepdim=True)
-    features = PCAFeatures.fit(train_maps, n_components=PCA_COMPONENTS, mask=mask)
-    metrics, curves = evaluate_maps(
-        module.model,
-        test["x"],
-        metadata=test["metadata"],
-        metadata_mask=test["metadata_mask"],
-        voxel_mask=mask,
-        ensemble=ensemble,
-        baseline=mean_map,
-        features=features,
-    )
+    # The run's atlas metrics (what `brrrr train evaluate` writes): the baseline and the PCA
+    # feature space come from the training split only; every score is on the test split,
+    # which no choice in this script looked at.
+    evaluation = evaluate_run(result.output_dir, split="test")
+    metrics, curves = evaluation.metrics, evaluation.curves
     model_r, base_r = metrics["reconstruction"], metrics["baseline"]
     metrics = {
         "studyset": "nimare nback_vs_flanker_studyset_2026-07",

@@ -1,8 +1,8 @@
 """`dvc repro` of the repository's dvc.yaml for real, in a fresh DVC project without a remote.
 
 One slow test: the whole pipeline runs once, a second `dvc repro` does nothing, and after a
-parameter changes (a segmentation threshold, a β-VAE trainer setting, the BIDS subject count) only
-the stages that depend on it run again.
+parameter changes (a segmentation threshold, a β-VAE trainer setting, a preparation voxel size,
+the BIDS subject count) only the stages that depend on it run again.
 """
 
 from __future__ import annotations
@@ -76,6 +76,17 @@ def test_dvc_repro_runs_once_then_only_what_a_parameter_changes(tmp_path: Path) 
         )
         assert 0.0 <= scores["aggregate"]["dice"]["mean"] <= 1.0
     assert "train/loss" in json.loads((project / "metrics" / "vae.json").read_text())
+    prepared = json.loads((project / "metrics" / "prepare.json").read_text())
+    assert prepared["images"] == prepared["cached"] > 0
+    assert prepared["failed"] == 0
+    assert prepared["tokens"] > 0
+    assert json.loads((project / "metrics" / "maps.json").read_text())["maps"] > 0
+    atlas = json.loads((project / "metrics" / "atlas.json").read_text())
+    assert atlas["split"] == "test"
+    assert atlas["n_maps"] == atlas["splits"]["test"] > 0
+    assert {"reconstruction", "baseline", "versus_baseline"} <= set(atlas)
+    per_map = (project / "metrics" / "atlas.csv").read_text().splitlines()
+    assert len(per_map) == atlas["n_maps"] + 1
     verified = json.loads((project / "data" / "bids_verify.json").read_text())
     assert verified["ok"]
     assert verified["problems"] == []
@@ -98,18 +109,29 @@ def test_dvc_repro_runs_once_then_only_what_a_parameter_changes(tmp_path: Path) 
     assert {"segment_trained"} <= _ran(third) <= {"segment_trained", "evaluate_trained"}, third
     assert json.loads(_dvc(project, env, "status", "--json")) == {}
 
-    # A β-VAE parameter reruns the β-VAE training alone.
+    # A β-VAE trainer parameter reruns the training and its evaluation, not the maps.
     params["vae"]["trainer"]["max_steps"] = 2
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert set(json.loads(_dvc(project, env, "status", "--json"))) == {"train_vae"}
-    assert _ran(_dvc(project, env, "repro")) == {"train_vae"}
+    assert _ran(_dvc(project, env, "repro")) == {"train_vae", "evaluate_vae"}
     assert json.loads(_dvc(project, env, "status", "--json")) == {}
 
-    # A parameter of the BIDS dataset reruns the BIDS stages and nothing of the lesion branch.
+    # A voxel size of the preparation reruns the preparation alone.
+    params["prepare"]["through_plane_mm"] = 2.0
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert set(json.loads(_dvc(project, env, "status", "--json"))) == {"prepare"}
+    assert _ran(_dvc(project, env, "repro")) == {"prepare"}
+    finer = json.loads((project / "metrics" / "prepare.json").read_text())
+    assert finer["tokens"] > prepared["tokens"]
+
+    # A parameter of the BIDS dataset reruns the BIDS stages and the preparation, nothing of
+    # the atlas or lesion branches.
     params["bids"]["subjects"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert set(json.loads(_dvc(project, env, "status", "--json"))) == {"bids_sample"}
     fourth = _dvc(project, env, "repro")
-    assert _ran(fourth) == {"bids_sample", "bids_to_hf", "bids_verify"}, fourth
+    assert _ran(fourth) == {"bids_sample", "bids_to_hf", "bids_verify", "prepare"}, fourth
+    fewer = json.loads((project / "metrics" / "prepare.json").read_text())
+    assert 0 < fewer["images"] < finer["images"]
     assert json.loads((project / "data" / "bids_verify.json").read_text())["ok"]
     assert json.loads(_dvc(project, env, "status", "--json")) == {}

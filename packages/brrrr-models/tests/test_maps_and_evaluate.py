@@ -190,3 +190,25 @@ def test_evaluate_refuses_what_it_cannot_score(
     with pytest.raises(ModelConfigError, match="holds no maps"):
         evaluate_run(tmp_path / "run")
     assert map_cache_dir(load_run_config(run)) == tmp_path / "maps"
+
+
+@pytest.mark.slow
+def test_maps_on_a_local_dask_cluster_equal_one_build(
+    tmp_path: Path, peak_csv: Callable[[Path], Path]
+) -> None:
+    pytest.importorskip("distributed")
+    from brrrr.core.testing import local_cluster
+
+    source = peak_csv(tmp_path / "peaks.csv")
+    whole = build_map_cache(load_run_config(_run_file(tmp_path, source)))
+    assert whole is not None
+    run = _run_file(tmp_path, source)
+    data = yaml.safe_load(run.read_text())
+    data["data"]["cache_dir"] = str(tmp_path / "dask-maps")
+    run.write_text(yaml.safe_dump(data))
+    with local_cluster() as cluster:
+        _invoke("train", "maps", "--config", str(run), "--scheduler", cluster.scheduler_address)
+    on_dask = build_map_cache(load_run_config(run))
+    assert on_dask is not None
+    for a, b in zip(whole, on_dask, strict=True):
+        np.testing.assert_array_equal(a, b)

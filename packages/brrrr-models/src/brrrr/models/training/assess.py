@@ -32,6 +32,7 @@ import torch
 
 from brrrr.models.errors import ModelConfigError
 from brrrr.models.evaluation import (
+    CalibrationCurve,
     PCAFeatures,
     evaluate_maps,
     load_ensemble,
@@ -46,7 +47,7 @@ from brrrr.preprocess.kernels import CachedMaps
 __all__ = ["RunEvaluation", "evaluate_run"]
 
 #: Most principal components of the feature space of precision/recall.
-PCA_COMPONENTS = 8
+PCA_COMPONENTS = 16
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,12 @@ class RunEvaluation:
         metrics: JSON-ready metrics (see the module docstring).
         per_map: One dict per held-out map: ``analysis``, ``study``, ``correlation``,
             ``baseline_correlation``, ``mse``, ``baseline_mse``.
+        curves: The calibration curves by label (``plot_calibration`` draws them).
     """
 
     metrics: dict[str, Any]
     per_map: list[dict[str, Any]]
+    curves: dict[str, CalibrationCurve]
 
 
 def _read_run(run_dir: Path) -> tuple[str, Any]:
@@ -145,7 +148,7 @@ def evaluate_run(
         "metadata": test.get("metadata"),
         "metadata_mask": test.get("metadata_mask"),
     }
-    metrics, _ = evaluate_maps(
+    metrics, curves = evaluate_maps(
         model,
         test["x"],
         metadata=meta["metadata"],
@@ -182,4 +185,4 @@ def evaluate_run(
         "grid": list(datamodule.template.shape),
         **metrics,
     }
-    return RunEvaluation(metrics=metrics, per_map=per_map)
+    return RunEvaluation(metrics=metrics, per_map=per_map, curves=curves)
