@@ -274,3 +274,32 @@ def test_bad_config_and_manifest(tmp_path: Path) -> None:
     (tmp_path / "m.json").write_text("{}")
     with pytest.raises(DriftError, match="not a drift manifest"):
         DriftManifest.load(tmp_path / "m.json")
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_topology_drift_on_an_isotropic_grid_is_scipys_morphology(kind: str) -> None:
+    mask = Volume(tubes_mask(), np.eye(4))
+    iterations = 2  # ceil(3 * 0.5)
+    drifted = apply_drift(mask, kind, 0.5, seed=0).data  # type: ignore[arg-type]
+    cross = ndimage.generate_binary_structure(3, 1)
+    if kind == "topology_erode":
+        expected = ndimage.binary_erosion(mask.data != 0, cross, iterations, border_value=1)
+    else:
+        expected = ndimage.binary_dilation(mask.data != 0, cross, iterations)
+    np.testing.assert_array_equal(drifted != 0, expected)
+
+
+def test_topology_erosion_counts_in_mm_on_an_anisotropic_grid() -> None:
+    # A sheet 3 slices thick, slices 4x thicker than the pixels (as in two-photon stacks).
+    data = np.zeros((20, 20, 9), dtype=np.uint8)
+    data[2:18, 2:18, 3:6] = 1
+    sheet = Volume(data, np.diag([1.0, 1.0, 4.0, 1.0]))
+    eroded = apply_drift(sheet, "topology_erode", 1.0, seed=0).data  # 3 iterations
+    # Three pixels come off each side in-plane, one slice (round(3 / 4)) off each face.
+    np.testing.assert_array_equal(np.argwhere(eroded).min(axis=0), [5, 5, 4])
+    np.testing.assert_array_equal(np.argwhere(eroded).max(axis=0), [14, 14, 4])
+    # Counting in voxels of every axis, the sheet would be gone.
+    gone = ndimage.binary_erosion(
+        data != 0, ndimage.generate_binary_structure(3, 1), 3, border_value=1
+    )
+    assert not gone.any()
