@@ -132,6 +132,7 @@ def test_train_vae_resumes_and_generate_writes_nifti(
 
     template = json.loads((model / "template.json").read_text())
     affine, shape = np.asarray(template["affine"]), tuple(template["shape"])
+    assert template["name"].startswith("tpl-MNI152")  # a file name, not this machine's path
     assert shape == (12, 14, 12)  # the 2 mm MNI grid coarsened 8x
     gen = tmp_path / "gen"
     _invoke("generate", str(model), str(gen / "latent"), "--latent", "0.5,0,0,-1")

@@ -17,7 +17,9 @@ from brrrr.core.cli_options import command_group, runner_options, with_options
 __all__ = ["bids_app"]
 
 bids_app = command_group(
-    "bids", help="BIDS datasets → Hugging Face datasets: convert (to-hf), push, verify, validate."
+    "bids",
+    help="BIDS datasets → Hugging Face datasets: a sample, convert (to-hf), push, verify, "
+    "validate.",
 )
 
 Root = Annotated[
@@ -140,8 +142,9 @@ def to_hf_command(
     ] = False,
     runner: dict[str, Any],
 ) -> None:
-    """Convert a BIDS dataset to Parquet shards with a manifest and a dataset card (resumable;
-    one share of the shards per SLURM array task, or on a Dask cluster)."""
+    """Convert a BIDS dataset to Parquet shards with a manifest and a dataset card.
+
+    Resumable; one share of the shards per SLURM array task, or on a Dask cluster."""
     from brrrr.ingest.shards import to_hf
 
     merge = runner.pop("merge")
@@ -264,9 +267,11 @@ def validate_command(
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Counts of subjects, sessions and files per modality against expected numbers; empty files;
-    image checks (header, size or full; the report says which ran); the BIDS validator when
-    installed."""
+    """Check a BIDS dataset: counts, empty files, image checks, the BIDS validator.
+
+    Counts of subjects, sessions and files per modality against expected numbers; empty
+    files; image checks (header, size or full; the report says which ran); the BIDS
+    validator when installed."""
     from brrrr.ingest.validate import validate
 
     if headers == "none" and check != "header":

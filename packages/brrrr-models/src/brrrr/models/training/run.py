@@ -338,7 +338,12 @@ def train(
             tpl = datamodule.template
             _write_json(
                 model_dir / "template.json",
-                {"affine": tpl.affine.tolist(), "shape": list(tpl.shape), "name": tpl.name},
+                # The file name only: a template's path is where this machine keeps it.
+                {
+                    "affine": tpl.affine.tolist(),
+                    "shape": list(tpl.shape),
+                    "name": os.path.basename(tpl.name),
+                },
             )
         if datamodule.metadata is not None:
             _write_json(model_dir / "metadata.json", datamodule.metadata.to_dict())
