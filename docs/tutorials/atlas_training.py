@@ -85,20 +85,12 @@ print(f"model saved in {result.model_dir}")
 
 # %% Metrics on the test split
 # --8<-- [start:metrics]
-from brrrr.models.evaluation import evaluate_maps
+from brrrr.models.training import evaluate_run
 
-test = next(iter(datamodule.test_dataloader()))  # one batch of held-out studies
-train_set = datamodule.dataset("train")
-mean_map = torch.stack([train_set[i]["x"] for i in range(len(train_set))]).mean(0, keepdim=True)
-voxel_mask = result.module.voxel_mask
-metrics, _ = evaluate_maps(
-    model,
-    test["x"],
-    metadata=test["metadata"],
-    metadata_mask=test["metadata_mask"],
-    voxel_mask=voxel_mask,
-    baseline=mean_map,  # predicting every map by the mean training map
-)
+# The atlas metrics of the finished run on its held-out test studies (what
+# `brrrr train evaluate OUT/run --json atlas.json` writes): the model's reconstruction against
+# predicting every map by the mean training map, calibration, precision/recall.
+metrics = evaluate_run(result.output_dir, split="test").metrics
 for name in ("reconstruction", "baseline"):
     scores = metrics[name]
     print(
@@ -106,6 +98,8 @@ for name in ("reconstruction", "baseline"):
         f"MSE = {scores['mse']:.3g}, MAE = {scores['mae']:.3g}"
     )
 print(f"aleatoric ECE {metrics['ece_aleatoric']:.3f} on {metrics['n_maps']} test maps")
+test = next(iter(datamodule.test_dataloader()))  # one batch of held-out studies
+voxel_mask = result.module.voxel_mask
 # --8<-- [end:metrics]
 
 # %% Generate a map from study facts
