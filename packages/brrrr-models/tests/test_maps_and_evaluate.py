@@ -98,27 +98,24 @@ def test_maps_ahead_of_training_are_used_as_they_are(
     assert not (tmp_path / "run" / "map-cache").exists()
 
 
+def _with_cache_dir(run: Path, folder: Path) -> Path:
+    data = yaml.safe_load(run.read_text())
+    data["data"]["cache_dir"] = str(folder)
+    run.write_text(yaml.safe_dump(data))
+    return run
+
+
 def test_maps_in_shares_equal_one_build(tmp_path: Path, peak_csv: Callable[[Path], Path]) -> None:
     source = peak_csv(tmp_path / "peaks.csv")
-    config = load_run_config(_run_file(tmp_path, source))
-    whole = build_map_cache(config)
+    whole = build_map_cache(load_run_config(_run_file(tmp_path, source)))
     assert whole is not None
 
     shared_dir = tmp_path / "shared"
-    run = _run_file(tmp_path, source)
-    first = _invoke(
-        "train", "maps", "--config", str(run), "--output-dir", str(tmp_path / "o"),
-        "--shard-index", "0", "--num-shards", "2",
-    )  # fmt: skip
-    assert "share 0 of 2 done" in first
-    data = yaml.safe_load(run.read_text())
-    data["data"]["cache_dir"] = str(shared_dir)
-    run.write_text(yaml.safe_dump(data))
-    for index in (0, 1):
-        _invoke(
-            "train", "maps", "--config", str(run),
-            "--shard-index", str(index), "--num-shards", "2",
-        )  # fmt: skip
+    run = _with_cache_dir(_run_file(tmp_path, source), shared_dir)
+    args = ["train", "maps", "--config", str(run), "--num-shards", "2", "--shard-index"]
+    outputs = [_invoke(*args, str(index)) for index in (0, 1)]
+    assert "share 0 of 2 done" in outputs[0]  # the first share waits for the other
+    assert "16 maps in" in outputs[1]  # the last one merges
     assert (shared_dir / "manifest.json").exists()
     assert not list(shared_dir.glob("manifest.share-*"))
     shares = build_map_cache(load_run_config(run))  # reads what the shares wrote
@@ -129,6 +126,42 @@ def test_maps_in_shares_equal_one_build(tmp_path: Path, peak_csv: Callable[[Path
 
     bad = _failure("train", "maps", "--config", str(run), "--shard-index", "2", "--num-shards", "2")
     assert "shard_index" in bad
+
+
+def test_merge_joins_shares_that_could_not_see_each_other(
+    tmp_path: Path, peak_csv: Callable[[Path], Path]
+) -> None:
+    # As on NFS: each share ran without seeing the other's files, so neither merged.
+    source = peak_csv(tmp_path / "peaks.csv")
+    folders = [tmp_path / "node-0", tmp_path / "node-1"]
+    for index, folder in enumerate(folders):
+        run = _with_cache_dir(_run_file(tmp_path, source), folder)
+        out = _invoke(
+            "train", "maps", "--config", str(run),
+            "--shard-index", str(index), "--num-shards", "2",
+        )  # fmt: skip
+        assert f"share {index} of 2 done" in out
+    run = _with_cache_dir(_run_file(tmp_path, source), folders[0])
+    missing = _failure("train", "maps", "--config", str(run), "--merge", "--num-shards", "2")
+    assert "1 of 2 shares have not finished (manifest.share-00001-of-00002.json)" in missing
+    for path in folders[1].rglob("*"):
+        if path.is_file():
+            target = folders[0] / path.relative_to(folders[1])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    merged = _invoke(
+        "train", "maps", "--config", str(run), "--merge", "--num-shards", "2",
+        "--json", str(tmp_path / "maps.json"),
+    )  # fmt: skip
+    assert "16 maps in" in merged
+    assert json.loads((tmp_path / "maps.json").read_text())["maps"] == 16
+    assert not list(folders[0].glob("manifest.share-*"))
+    whole = build_map_cache(load_run_config(_with_cache_dir(run, tmp_path / "whole")))
+    joined = build_map_cache(load_run_config(_with_cache_dir(run, folders[0])))
+    assert whole is not None
+    assert joined is not None
+    for a, b in zip(whole, joined, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_evaluate_scores_the_test_split_against_the_mean_map(
@@ -202,10 +235,7 @@ def test_maps_on_a_local_dask_cluster_equal_one_build(
     source = peak_csv(tmp_path / "peaks.csv")
     whole = build_map_cache(load_run_config(_run_file(tmp_path, source)))
     assert whole is not None
-    run = _run_file(tmp_path, source)
-    data = yaml.safe_load(run.read_text())
-    data["data"]["cache_dir"] = str(tmp_path / "dask-maps")
-    run.write_text(yaml.safe_dump(data))
+    run = _with_cache_dir(_run_file(tmp_path, source), tmp_path / "dask-maps")
     with local_cluster() as cluster:
         _invoke("train", "maps", "--config", str(run), "--scheduler", cluster.scheduler_address)
     on_dask = build_map_cache(load_run_config(run))

@@ -153,7 +153,9 @@ def maps(
     output_dir: OutputOption = None,
     json_out: Annotated[
         Path | None,
-        typer.Option("--json", help="Also write the cache's maps, grid and bytes as JSON."),
+        typer.Option(
+            "--json", help="Also write the number of maps, their size and the bytes as JSON."
+        ),
     ] = None,
     runner: dict[str, Any],
 ) -> None:
@@ -180,7 +182,7 @@ def maps(
     summary = {
         "maps": len(cached),
         "distinct_maps": len(set(cached.keys)),
-        "grid": [int(side) for side in np.shape(cached[0])] if len(cached) else [],
+        "voxels_per_map": int(np.size(cached[0])) if len(cached) else 0,
         "bytes": size,
         "cache_dir": str(folder),
     }
